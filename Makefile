@@ -1,0 +1,57 @@
+# agegate: `make demo` to try it, `make test` to check everything.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# Debian packages the test suite drives for real (redis, browser, front proxies, load generator).
+DEB_PACKAGES := redis-server chromium chromium-driver nginx caddy wrk
+DEB_COMMANDS := redis-server chromium chromedriver nginx caddy wrk
+
+.PHONY: demo test lint typecheck pytest bench install system-deps interop-deps clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e . --group dev
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/agegate demo
+
+# Installs what the tests need when it is missing, then lint, types and the whole suite.
+test: install system-deps interop-deps lint typecheck pytest
+
+system-deps:
+	@missing=""; for c in $(DEB_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=yes; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) >/dev/null; \
+	fi
+
+interop-deps:
+	@if [ -f tests/interop/package.json ] && [ ! -f tests/interop/node_modules/.installed ]; then \
+	  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error) && touch tests/interop/node_modules/.installed; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check gateway verifiers tests loadtests
+	$(VENV)/bin/ruff format --check gateway verifiers tests loadtests
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install system-deps
+	bash loadtests/bench.sh
+
+clean:
+	rm -rf $(VENV) tests/interop/node_modules tests/artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""agegate gateway: privacy-preserving age-assurance reverse proxy and forward-auth service."""

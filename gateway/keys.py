@@ -1,0 +1,50 @@
+"""Session key lines: one base64url 32-byte key per line, ``#`` comments (SPEC §4).
+
+The first key seals, all keys open, so adding a new first line rotates keys
+without logging anyone out.  A key's id is the first 8 hex digits of the
+SHA-256 of its raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+
+__all__ = ["KEY_BYTES", "generate_key_line", "key_id", "parse_key_lines"]
+
+KEY_BYTES = 32
+
+
+def key_id(key: bytes) -> str:
+    """The public id of a key: 8 hex digits of SHA-256(key)."""
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def generate_key_line() -> str:
+    """A new random key, unpadded base64url (43 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).rstrip(b"=").decode("ascii")
+
+
+def parse_key_lines(text: str) -> tuple[bytes, ...]:
+    """Parse key lines; raises ``ValueError`` naming the line number of a bad key."""
+    keys: list[bytes] = []
+    for number, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        stripped = line.rstrip("=")
+        try:
+            raw = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError(f"line {number}: not base64url") from None
+        if len(raw) != KEY_BYTES or not all(c.isalnum() or c in "-_" for c in stripped):
+            raise ValueError(
+                f"line {number}: a session key is 32 bytes of base64url "
+                f"(43 characters); run 'agegate keys generate'"
+            )
+        keys.append(raw)
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same key is listed twice")
+    return tuple(keys)

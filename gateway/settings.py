@@ -1,0 +1,396 @@
+"""Settings: one ``agegate.yaml`` plus ``AGEGATE_<FIELD>`` overrides, parsed once.
+
+Every error is a :class:`~gateway.errors.ConfigError` naming the file, the key
+and the problem; unknown keys are errors.  Relative paths resolve against the
+directory of the settings file.  The result is a frozen :class:`Settings`; the
+request path never reads a dict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from gateway.errors import ConfigError
+from verifiers.config import parse_duration
+
+__all__ = ["Listen", "LogSettings", "Settings", "load_settings", "parse_settings"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A ``host:port`` to bind; ``[::1]:8080`` for IPv6."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "json"  # json | text
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Parsed settings; see SPEC §9 and docs/operator-guide.md for each field."""
+
+    listen: Listen
+    admin_listen: Listen
+    authz_listen: Listen | None
+    public_origin: str
+    upstream: str
+    hosts: frozenset[str]
+    trusted_proxies: tuple[Network, ...]
+    jurisdiction_header: str | None
+    session_keys: tuple[bytes, ...]
+    store: str
+    policy: Path
+    verifiers: Mapping[str, Mapping[str, Any]]
+    log: LogSettings
+    log_client_ip: str  # off | truncated
+    allow_semicolons: bool
+    forward_client_ip: bool
+    upstream_connect_timeout: float
+    upstream_read_timeout: float
+    max_request_body: int
+    rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
+    workers: int
+    base_dir: Path = field(default=Path("."))
+    source: str = "<defaults>"
+
+    @property
+    def audience(self) -> str:
+        """The audience age tokens must name: the site's public origin."""
+        return self.public_origin
+
+    @property
+    def cookie_secure(self) -> bool:
+        """``__Host-`` cookies need ``Secure``; browsers accept it on http://localhost too."""
+        return True
+
+
+_DEFAULTS: dict[str, Any] = {
+    "listen": "127.0.0.1:8080",
+    "admin_listen": "127.0.0.1:9901",
+    "authz_listen": None,
+    "public_origin": "http://localhost:8080",
+    "upstream": "http://127.0.0.1:9000",
+    "hosts": None,
+    "trusted_proxies": [],
+    "jurisdiction_header": None,
+    "session_keys": None,
+    "session_keys_file": None,
+    "store": "memory://",
+    "policy": "policies/example.yaml",
+    "verifiers": {},
+    "log": {"format": "json", "level": "info"},
+    "log_client_ip": "off",
+    "allow_semicolons": False,
+    "forward_client_ip": True,
+    "upstream_connect_timeout": "5s",
+    "upstream_read_timeout": "60s",
+    "max_request_body": 10 * 1024 * 1024,
+    "rate_limit": 60,
+    "workers": 1,
+}
+_LIST_KEYS = {"hosts", "trusted_proxies"}
+_ENV_PREFIX = "AGEGATE_"
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings from ``path`` (or ``AGEGATE_CONFIG``) and the environment.
+
+    Without a file, the defaults and the environment alone are used.
+    """
+    env = os.environ if environ is None else environ
+    path = path or env.get("AGEGATE_CONFIG")
+    raw: dict[str, Any] = {}
+    source = "<environment>"
+    base_dir = Path.cwd()
+    if path:
+        file = Path(path)
+        source = str(file)
+        base_dir = file.resolve().parent
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read settings file: {exc.strerror}", source=source) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {_yaml_problem(exc)}", source=source) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("the top level must be a mapping of keys", source=source)
+        raw = loaded
+    return parse_settings(raw, environ=env, source=source, base_dir=base_dir)
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    source: str = "<settings>",
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate a settings mapping (plus environment overrides) into :class:`Settings`."""
+    env = {} if environ is None else environ
+    base = base_dir or Path.cwd()
+    unknown = sorted(set(raw) - set(_DEFAULTS))
+    if unknown:
+        allowed = ", ".join(sorted(_DEFAULTS))
+        raise ConfigError(f"unknown key (allowed: {allowed})", source=source, key=unknown[0])
+    values: dict[str, Any] = {**_DEFAULTS, **raw}
+    origin: dict[str, str] = {key: source for key in raw}
+    for key, default in _DEFAULTS.items():
+        env_value = env.get(_ENV_PREFIX + key.upper())
+        if env_value is None or isinstance(default, dict):
+            continue
+        values[key] = _from_env(key, env_value)
+        origin[key] = _ENV_PREFIX + key.upper()
+
+    def where(key: str) -> str:
+        return origin.get(key, "<defaults>")
+
+    def get(key: str, parse: Any) -> Any:
+        try:
+            return parse(values[key])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), source=where(key), key=key) from None
+
+    public_origin = get("public_origin", _origin)
+    hosts_value = values["hosts"]
+    hosts = (
+        frozenset({urlsplit(public_origin).hostname or "localhost"})
+        if hosts_value is None
+        else get("hosts", _host_set)
+    )
+    listen = get("listen", _listen)
+    admin_listen = get("admin_listen", _listen)
+    authz_listen = None if values["authz_listen"] is None else get("authz_listen", _listen)
+    if admin_listen == listen:
+        raise ConfigError(
+            "the admin listener must not be the public listener",
+            source=where("admin_listen"),
+            key="admin_listen",
+        )
+    log = get("log", _log)
+    log_client_ip = get("log_client_ip", _choice("off", "truncated"))
+    settings = Settings(
+        listen=listen,
+        admin_listen=admin_listen,
+        authz_listen=authz_listen,
+        public_origin=public_origin,
+        upstream=get("upstream", _upstream),
+        hosts=hosts,
+        trusted_proxies=get("trusted_proxies", _networks),
+        jurisdiction_header=get("jurisdiction_header", _optional_header),
+        session_keys=_session_keys(values, where, base, env),
+        store=get("store", _store),
+        policy=get("policy", lambda v: _path(v, base)),
+        verifiers=get("verifiers", _verifiers),
+        log=log,
+        log_client_ip=log_client_ip,
+        allow_semicolons=get("allow_semicolons", _bool),
+        forward_client_ip=get("forward_client_ip", _bool),
+        upstream_connect_timeout=get("upstream_connect_timeout", parse_duration),
+        upstream_read_timeout=get("upstream_read_timeout", parse_duration),
+        max_request_body=get("max_request_body", _positive_int),
+        rate_limit=get("rate_limit", _non_negative_int),
+        workers=get("workers", _positive_int),
+        base_dir=base,
+        source=source,
+    )
+    return settings
+
+
+def _from_env(key: str, value: str) -> Any:
+    if key in _LIST_KEYS:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if value.strip().lower() in {"null", "none", ""} and _DEFAULTS[key] is None:
+        return None
+    return value
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def _listen(value: object) -> Listen:
+    if not isinstance(value, str):
+        raise ValueError(f"expected host:port, got {value!r}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port with a port from 1 to 65535, got {value!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return Listen(host, int(port))
+
+
+def _origin(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an origin like https://shop.example, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected an origin like https://shop.example, got {value!r}")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment:
+        raise ValueError(f"an origin has no path, query or fragment, got {value!r}")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _upstream(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a URL like http://127.0.0.1:9000, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected a URL like http://127.0.0.1:9000, got {value!r}")
+    return value.rstrip("/")
+
+
+def _host_set(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(h, str) for h in value):
+        raise ValueError("expected a non-empty list of host names")
+    return frozenset(h.lower().strip() for h in value)
+
+
+def _networks(value: object) -> tuple[Network, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of CIDR ranges, e.g. [127.0.0.1/32]")
+    networks = []
+    for item in value:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise ValueError(f"not a CIDR range: {item!r}") from None
+    return tuple(networks)
+
+
+def _optional_header(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or any(c in value for c in " :\r\n\t"):
+        raise ValueError(f"expected a header name, got {value!r}")
+    return value.lower()
+
+
+def _session_keys(
+    values: Mapping[str, Any], where: Any, base: Path, env: Mapping[str, str]
+) -> tuple[bytes, ...]:
+    # Imported here to keep settings importable before the session module exists in a tree.
+    from gateway.keys import parse_key_lines
+
+    inline = values.get("session_keys")
+    file = values.get("session_keys_file")
+    if inline is not None:
+        text = ",".join(inline) if isinstance(inline, list) else str(inline)
+        try:
+            return parse_key_lines(text.replace(",", "\n"))
+        except ValueError as exc:
+            raise ConfigError(str(exc), source=where("session_keys"), key="session_keys") from None
+    if file is not None:
+        path = _path(file, base)
+        try:
+            return parse_key_lines(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {path}: {exc.strerror}",
+                source=where("session_keys_file"),
+                key="session_keys_file",
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(
+                f"{path}: {exc}", source=where("session_keys_file"), key="session_keys_file"
+            ) from None
+    return ()
+
+
+def _store(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith(("memory://", "redis://", "rediss://")):
+        raise ValueError(f"expected memory:// or redis://host:port/db, got {value!r}")
+    return value
+
+
+def _path(value: object, base: Path) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise ValueError(f"expected a file path, got {value!r}")
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _verifiers(value: object) -> Mapping[str, Mapping[str, Any]]:
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of verifier name to its settings")
+    for name, conf in value.items():
+        if not isinstance(conf, dict) or not isinstance(conf.get("kind"), str):
+            raise ValueError(f"verifier {name!r}: expected a mapping with a 'kind'")
+    return {str(name): dict(conf) for name, conf in value.items()}
+
+
+def _log(value: object) -> LogSettings:
+    if not isinstance(value, dict) or set(value) - {"format", "level"}:
+        raise ValueError("expected {format: json|text, level: debug|info|warning|error}")
+    fmt = str(value.get("format", "json"))
+    level = str(value.get("level", "info")).lower()
+    if fmt not in {"json", "text"} or level not in {"debug", "info", "warning", "error"}:
+        raise ValueError("expected {format: json|text, level: debug|info|warning|error}")
+    return LogSettings(fmt, level)
+
+
+def _choice(*allowed: str) -> Any:
+    def parse(value: object) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {
+        "true",
+        "1",
+        "yes",
+        "on",
+        "false",
+        "0",
+        "no",
+        "off",
+    }:
+        return value.lower() in {"true", "1", "yes", "on"}
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _positive_int(value: object) -> int:
+    number = _non_negative_int(value)
+    if number == 0:
+        raise ValueError("expected a whole number above 0")
+    return number
+
+
+def _non_negative_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"expected a whole number of 0 or more, got {value!r}")
+    return number

@@ -1,0 +1,1 @@
+"""Verifier plug-ins for agegate and their shared interface."""
