@@ -1,0 +1,1 @@
+"""Policy engine: model, loader, matcher and the pure decide() function."""

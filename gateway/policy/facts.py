@@ -1,0 +1,35 @@
+"""The inputs of :func:`gateway.policy.decide`: request facts and session claims.
+
+Both are plain frozen values built once per request by the HTTP layer; the
+policy package never sees a socket, a header list or a cookie string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from verifiers.base import AssuranceLevel
+
+__all__ = ["RequestFacts", "SessionClaims"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What the policy may know about a request."""
+
+    method: str  # upper-case, e.g. "GET"
+    host: str  # lower-case, without port
+    path: str  # canonical path from gateway.paths (never the query)
+    jurisdiction: str | None = None  # upper-case code from a trusted proxy header, else None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClaims:
+    """What a session cookie holds: proven thresholds and how, never who."""
+
+    age_over: frozenset[int]
+    age_under: frozenset[int]
+    assurance: AssuranceLevel
+    verifier: str
+    issued_at: float  # seconds since the epoch
+    expires_at: float  # seconds since the epoch
