@@ -1,0 +1,73 @@
+"""``build_app(settings)``: the whole gateway composed in one screen.
+
+::
+
+    GatewayApp (ASGI, lifespan: Runtime.start / Runtime.close)
+    ├── Gate              hot path, raw ASGI: host → canonical path → decide → proxy
+    │   └── flow          /.agegate/* (Starlette): verify, callback, status, logout
+    └── .admin            AdminApp on admin_listen: healthz, readyz, metrics, policy
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.admin import AdminApp
+from gateway.flow import build_flow_app
+from gateway.gate import Gate
+from gateway.observability import log_event
+from gateway.problem import send_problem
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.types import Receive, Scope, Send
+
+__all__ = ["GatewayApp", "build_app"]
+
+
+class GatewayApp:
+    """The public ASGI application; ``admin`` is the admin listener's app."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.gate = Gate(runtime, build_flow_app(runtime))
+        self.admin = AdminApp(runtime)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self.runtime.started:
+            # Fail closed: no decision can be made before verifiers and the policy are up.
+            if kind == "http":
+                await send_problem(
+                    send,
+                    503,
+                    "starting",
+                    "the gateway is starting",
+                    headers=[(b"retry-after", b"1")],
+                )
+            return
+        await self.gate(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    log_event("startup_failed", level=logging.ERROR, error=str(exc))
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                log_event("started", policy_sha256=self.runtime.policies.policy.sha256)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_app(settings: Settings) -> GatewayApp:
+    """Compose the gateway from settings; raises ConfigError or PolicyError."""
+    return GatewayApp(Runtime.create(settings))

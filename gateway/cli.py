@@ -1,0 +1,201 @@
+"""The ``agegate`` command line (SPEC §9).
+
+Exit codes: 0 success, 1 a finding (invalid policy, failing policy test,
+non-conforming token), 2 a usage or configuration error.  Nothing imports
+this module; it only wires arguments to library functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.errors import ConfigError, PolicyError
+from gateway.keys import generate_key_line
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agegate", description="Privacy-preserving age-assurance gateway.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="serve the gateway")
+    run.add_argument("--config", help="settings file (default: $AGEGATE_CONFIG)")
+    run.add_argument("--workers", type=int, help="worker processes (needs a redis:// store)")
+
+    config = commands.add_parser("config", help="settings commands")
+    config_commands = config.add_subparsers(
+        dest="config_command", required=True, parser_class=_Parser
+    )
+    config_check = config_commands.add_parser("check", help="validate settings and policy")
+    config_check.add_argument("--config", help="settings file (default: $AGEGATE_CONFIG)")
+
+    policy = commands.add_parser("policy", help="policy file commands")
+    policy_commands = policy.add_subparsers(
+        dest="policy_command", required=True, parser_class=_Parser
+    )
+    check = policy_commands.add_parser("check", help="validate policies and run their tests")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    explain = policy_commands.add_parser("explain", help="show the rule a request matches")
+    explain.add_argument("file", metavar="FILE")
+    explain.add_argument("request", metavar='"METHOD URL"')
+    explain.add_argument(
+        "--age-over",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="pretend the visitor proved age N or over (repeatable)",
+    )
+    explain.add_argument("--assurance", help="assurance level of that proof")
+    explain.add_argument("--jurisdiction", help="jurisdiction code, e.g. US")
+
+    keys = commands.add_parser("keys", help="session key commands")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    keys_commands.add_parser("generate", help="print a new session key line")
+
+    verifier = commands.add_parser("verifier", help="verifier provider commands")
+    verifier_commands = verifier.add_subparsers(
+        dest="verifier_command", required=True, parser_class=_Parser
+    )
+    vcheck = verifier_commands.add_parser(
+        "check", help="check a provider's JWKS and a sample token against the age-token profile"
+    )
+    vcheck.add_argument("--issuer", required=True, help="the provider's issuer (iss)")
+    vcheck.add_argument("--jwks", required=True, help="JWKS URL or file")
+    vcheck.add_argument("--token", required=True, help="a sample token, or @FILE")
+    vcheck.add_argument("--audience", help="the audience the token should name")
+    vcheck.add_argument("--nonce", help="the nonce the token should echo")
+    vcheck.add_argument(
+        "--max-lifetime",
+        type=float,
+        default=300.0,
+        help="maximum exp - iat in seconds (default 300)",
+    )
+
+    commands.add_parser("demo", help="run the demo shop, reference verifier and gateway")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agegate`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"agegate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PolicyError as exc:
+        print(f"agegate: policy error: {exc}", file=sys.stderr)
+        return EXIT_FINDING
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from gateway.serve import run
+        from gateway.settings import load_settings
+
+        settings = load_settings(args.config)
+        if args.workers:
+            from dataclasses import replace
+
+            settings = replace(settings, workers=args.workers)
+        return run(settings)
+    if args.command == "config":
+        return _config_check(args.config)
+    if args.command == "policy":
+        from gateway.policy.commands import check_command, explain_command
+
+        if args.policy_command == "check":
+            return check_command(args.files, sys.stdout, sys.stderr)
+        return explain_command(
+            args.file,
+            args.request,
+            args.age_over,
+            sys.stdout,
+            sys.stderr,
+            assurance=args.assurance,
+            jurisdiction=args.jurisdiction,
+        )
+    if args.command == "keys":
+        print(generate_key_line())
+        return EXIT_OK
+    if args.command == "verifier":
+        return _verifier_check(args)
+    if args.command == "demo":
+        from gateway.demo.runner import run_demo
+
+        return run_demo()
+    return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+def _config_check(path: str | None) -> int:
+    from gateway.plugins import load_verifiers
+    from gateway.runtime import Runtime
+    from gateway.settings import load_settings
+    from verifiers.base import VerifierServices
+
+    settings = load_settings(path)
+    runtime = Runtime.create(settings)
+    services = VerifierServices(http=None, base_dir=str(settings.base_dir))
+    verifiers = load_verifiers(settings.verifiers, services)
+    policy = runtime.policies.policy
+    print(
+        f"OK {settings.source}: listen {settings.listen}, admin {settings.admin_listen}, "
+        f"{len(verifiers)} verifier(s), policy {policy.source} "
+        f"({len(policy.rules)} rules, {len(policy.tests)} tests passed), store "
+        f"{settings.store.split('://', 1)[0]}, {settings.workers} worker(s)"
+    )
+    return EXIT_OK
+
+
+def _verifier_check(args: argparse.Namespace) -> int:
+    from verifiers.conformance import check_token, load_jwks
+
+    token = args.token
+    if token.startswith("@"):
+        try:
+            token = Path(token[1:]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"agegate: cannot read {token[1:]}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        jwks = asyncio.run(load_jwks(args.jwks))
+    except (OSError, ValueError) as exc:
+        print(f"agegate: cannot load JWKS from {args.jwks}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    findings = check_token(
+        token,
+        issuer=args.issuer,
+        jwks=jwks,
+        audience=args.audience,
+        nonce=args.nonce,
+        now=time.time(),
+        max_lifetime=args.max_lifetime,
+    )
+    for finding in findings:
+        print(f"FAIL {finding.code}: {finding.message}")
+    if findings:
+        print(f"{len(findings)} deviation(s) from the age-token profile")
+        return EXIT_FINDING
+    print("OK the token conforms to the age-token profile")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Metrics (Prometheus), JSON log lines and client-address truncation.
+
+Log lines carry only what SPEC §8 allows: time, level, event, method,
+canonical path (never the query), status, rule, decision, reason code,
+verifier name, duration and request id — and a client address only when
+``log_client_ip: truncated``, and then only its /24 (IPv4) or /48 (IPv6).
+Nothing here ever receives a token, a cookie or a claim value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "JsonFormatter",
+    "Metrics",
+    "configure_logging",
+    "log_event",
+    "truncate_ip",
+]
+
+ACCESS_LOGGER = "agegate.access"
+_EVENT_LOGGER = "agegate"
+
+# Only these keys may appear in a JSON log line besides time/level/event/logger.
+ALLOWED_LOG_FIELDS = frozenset(
+    {
+        "method",
+        "path",
+        "status",
+        "rule",
+        "decision",
+        "mode",
+        "reason",
+        "verifier",
+        "duration_ms",
+        "request_id",
+        "client",
+        "file",
+        "error",
+        "listen",
+        "count",
+        "policy_sha256",
+        "workers",
+        "kind",
+    }
+)
+
+
+def truncate_ip(address: str | None) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of ``address``; None when unparsable."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; extra fields outside the allowlist are dropped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", None) or record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update((k, v) for k, v in fields.items() if k in ALLOWED_LOG_FIELDS)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type only: messages of library exceptions may quote input.
+            line["error"] = record.exc_info[0].__name__
+        return json.dumps(line, separators=(",", ":"), default=str)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        shown = " ".join(f"{k}={v}" for k, v in fields.items() if k in ALLOWED_LOG_FIELDS)
+        event = getattr(record, "event", None) or record.getMessage()
+        return f"{record.levelname.lower():7} {record.name}: {event} {shown}".rstrip()
+
+
+class _UvicornFilter(logging.Filter):
+    """uvicorn's own messages: keep the event text, drop its args (they can hold addresses)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access":
+            return False  # we write our own access line
+        if record.args:
+            record.msg = record.msg.split("%", 1)[0].strip() or "uvicorn"
+            record.args = ()
+        return True
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: Any = None) -> None:
+    """Route agegate's and uvicorn's loggers to one handler in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter())
+    handler.addFilter(_UvicornFilter())
+    for name in (_EVENT_LOGGER, "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def log_event(
+    event: str, *, level: int = logging.INFO, logger: str = _EVENT_LOGGER, **fields: Any
+) -> None:
+    """Log one event with allowlisted fields."""
+    log = logging.getLogger(logger)
+    if log.isEnabledFor(level):
+        log.log(level, event, extra={"event": event, "fields": fields})
+
+
+@dataclass(slots=True)
+class Metrics:
+    """The gateway's metrics, on a registry of its own (no module-level globals)."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    duration: Histogram
+    invalid_cookies: Counter
+    verifications: Counter
+    upstream_errors: Counter
+    policy_reloads: Counter
+    policy_loaded: Gauge
+    store_errors: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "agegate_requests",
+                "Requests by matched rule, decision and status.",
+                ["rule", "decision", "status"],
+                registry=registry,
+            ),
+            duration=Histogram(
+                "agegate_request_duration_seconds",
+                "Time from request to response start, by decision.",
+                ["decision"],
+                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=registry,
+            ),
+            invalid_cookies=Counter(
+                "agegate_invalid_cookies",
+                "Session or challenge cookies ignored, by reason.",
+                ["cookie", "reason"],
+                registry=registry,
+            ),
+            verifications=Counter(
+                "agegate_verifications",
+                "Presentations checked, by verifier and result reason.",
+                ["verifier", "result"],
+                registry=registry,
+            ),
+            upstream_errors=Counter(
+                "agegate_upstream_errors",
+                "Upstream failures, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            policy_reloads=Counter(
+                "agegate_policy_reloads",
+                "Policy reload attempts, by result.",
+                ["result"],
+                registry=registry,
+            ),
+            policy_loaded=Gauge(
+                "agegate_policy_loaded_timestamp_seconds",
+                "When the policy in force was loaded.",
+                registry=registry,
+            ),
+            store_errors=Counter(
+                "agegate_store_errors",
+                "Store operations that failed (fail closed).",
+                registry=registry,
+            ),
+        )

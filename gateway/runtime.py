@@ -1,0 +1,212 @@
+"""Everything with a lifetime, built from settings and shared by the listeners.
+
+:class:`Runtime` is created by :func:`gateway.app.build_app`; its
+:meth:`~Runtime.start` and :meth:`~Runtime.close` run in the ASGI lifespan.
+:class:`PolicyHolder` keeps the policy in force and swaps in a new one only
+when it loads and its embedded tests pass (hot reload on change or SIGHUP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from gateway.errors import ConfigError, PolicyError
+from gateway.nonces import NonceIssuer, derive_key
+from gateway.observability import Metrics, log_event
+from gateway.plugins import load_verifiers
+from gateway.policy import Policy, load_policy
+from gateway.policy.testing import run_policy_tests
+from gateway.proxy import Proxy
+from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
+from gateway.settings import Settings
+from gateway.stores import Store, open_store
+from verifiers.base import Verifier, VerifierServices
+
+__all__ = ["PolicyHolder", "Runtime", "load_checked_policy"]
+
+_RELOAD_POLL_SECONDS = 1.0
+
+
+def load_checked_policy(path: Path, known_verifiers: set[str]) -> Policy:
+    """Load a policy and run its embedded tests; raise PolicyError if any fails."""
+    policy = load_policy(path, known_verifiers=known_verifiers)
+    failures = [result for result in run_policy_tests(policy) if not result.passed]
+    if failures:
+        first = failures[0]
+        raise PolicyError(
+            f"{len(failures)} embedded test(s) fail; test #{first.index} "
+            f"({first.request}): {first.message}",
+            source=str(path),
+        )
+    return policy
+
+
+@dataclass(slots=True)
+class PolicyHolder:
+    """The policy in force, with its load time; reloads keep the old one on any error."""
+
+    path: Path
+    known_verifiers: set[str]
+    metrics: Metrics
+    policy: Policy
+    loaded_at: float = field(default_factory=time.time)
+    last_error: str | None = None
+    _mtime: float = 0.0
+
+    @classmethod
+    def load(cls, path: Path, known_verifiers: set[str], metrics: Metrics) -> PolicyHolder:
+        policy = load_checked_policy(path, known_verifiers)
+        holder = cls(path, known_verifiers, metrics, policy)
+        holder._mtime = _mtime(path)
+        metrics.policy_loaded.set(holder.loaded_at)
+        return holder
+
+    def reload(self) -> bool:
+        """Try to load the file again; True if the new policy is now in force."""
+        self._mtime = _mtime(self.path)
+        try:
+            policy = load_checked_policy(self.path, self.known_verifiers)
+        except PolicyError as exc:
+            self.last_error = str(exc)
+            self.metrics.policy_reloads.labels("error").inc()
+            log_event(
+                "policy_reload_failed", level=logging.ERROR, file=str(self.path), error=str(exc)
+            )
+            return False
+        self.policy, self.loaded_at, self.last_error = policy, time.time(), None
+        self.metrics.policy_reloads.labels("ok").inc()
+        self.metrics.policy_loaded.set(self.loaded_at)
+        log_event("policy_reloaded", file=str(self.path), policy_sha256=policy.sha256)
+        return True
+
+    def changed_on_disk(self) -> bool:
+        return _mtime(self.path) != self._mtime
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return -1.0
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Shared state of one gateway process: built at start-up, closed at shutdown."""
+
+    settings: Settings
+    metrics: Metrics
+    policies: PolicyHolder
+    sessions: SessionCodec
+    challenges: ChallengeCodec
+    nonces: NonceIssuer
+    store: Store
+    proxy: Proxy
+    verifiers: dict[str, Verifier]
+    client_hmac_key: bytes
+    http: aiohttp.ClientSession | None = None
+    started: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        """Build everything that needs no event loop; errors are ConfigError/PolicyError."""
+        if not settings.session_keys:
+            raise ConfigError(
+                "no session keys: set session_keys_file or AGEGATE_SESSION_KEYS "
+                "(make one with 'agegate keys generate')",
+                source=settings.source,
+                key="session_keys_file",
+            )
+        if settings.workers > 1 and not settings.store.startswith(("redis://", "rediss://")):
+            raise ConfigError(
+                "more than one worker needs a shared store (redis://): the memory store "
+                "is one process, so a token replayed to another worker would pass",
+                source=settings.source,
+                key="store",
+            )
+        metrics = Metrics.create()
+        master = settings.session_keys[0]
+        known = set(settings.verifiers)
+        policies = PolicyHolder.load(settings.policy, known, metrics)
+
+        def count(cookie: str) -> object:
+            return lambda reason: metrics.invalid_cookies.labels(cookie, reason).inc()
+
+        audience = settings.audience
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            policies=policies,
+            sessions=SessionCodec(
+                settings.session_keys, audience, on_invalid=count(SESSION_COOKIE)
+            ),  # type: ignore[arg-type]
+            challenges=ChallengeCodec(
+                settings.session_keys, audience, on_invalid=count(CHALLENGE_COOKIE)
+            ),  # type: ignore[arg-type]
+            nonces=NonceIssuer(derive_key(master, "api-nonce")),
+            store=open_store(settings.store, derive_key(master, "store-hmac")),
+            proxy=Proxy(
+                upstream=settings.upstream,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+                trusted_proxies=settings.trusted_proxies,
+                forward_client_ip=settings.forward_client_ip,
+                strip_cookie_names=(SESSION_COOKIE.encode(), CHALLENGE_COOKIE.encode()),
+                max_request_body=settings.max_request_body,
+            ),
+            verifiers={},
+            client_hmac_key=derive_key(master, "client-bucket"),
+        )
+
+    async def start(self) -> None:
+        """Open network resources (upstream pool, JWKS client, verifiers) and start reloads."""
+        if self.started:
+            return
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        services = VerifierServices(http=self.http, base_dir=str(self.settings.base_dir))
+        self.verifiers = load_verifiers(self.settings.verifiers, services)
+        await self.proxy.start()
+        self._tasks.append(asyncio.create_task(self._watch_policy()))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # SIGHUP reloads now; not available on every platform or off the main thread.
+            loop.add_signal_handler(signal.SIGHUP, self.policies.reload)
+        self.started = True
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.proxy.close()
+        await self.store.close()
+        if self.http is not None:
+            await self.http.close()
+        self.started = False
+
+    def client_bucket(self, client_ip: str | None) -> str:
+        """A rate-limit bucket for a client: an HMAC of its /24 or /48, never the address."""
+        from gateway.observability import truncate_ip
+
+        network = truncate_ip(client_ip) or "unknown"
+        return hmac.new(self.client_hmac_key, network.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def _watch_policy(self) -> None:
+        while True:
+            await asyncio.sleep(_RELOAD_POLL_SECONDS)
+            if self.policies.changed_on_disk():
+                self.policies.reload()
