@@ -1,0 +1,162 @@
+"""Settings: SPEC §9 keys, AGEGATE_* overrides, errors naming file and key."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.keys import generate_key_line, key_id, parse_key_lines
+from gateway.settings import Listen, load_settings, parse_settings
+
+KEY = generate_key_line()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agegate.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_spec_example_parses(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "session.keys").write_text(f"# current\n{KEY}\n")
+    path = write(
+        tmp_path,
+        """
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:9901
+public_origin: http://localhost:8080
+upstream: http://127.0.0.1:9000
+hosts: [localhost]
+trusted_proxies: [127.0.0.1/32]
+jurisdiction_header: null
+session_keys_file: keys/session.keys
+store: memory://
+policy: policies/example.yaml
+verifiers:
+  reference-token:
+    kind: age-token
+    issuer: http://localhost:8081
+    jwks_uri: http://localhost:8081/.well-known/jwks.json
+log: {format: json, level: info}
+""",
+    )
+    settings = load_settings(path, environ={})
+    assert settings.listen == Listen("127.0.0.1", 8080)
+    assert settings.admin_listen == Listen("127.0.0.1", 9901)
+    assert settings.public_origin == "http://localhost:8080"
+    assert settings.hosts == frozenset({"localhost"})
+    assert settings.trusted_proxies == (ipaddress.ip_network("127.0.0.1/32"),)
+    assert len(settings.session_keys) == 1
+    assert settings.policy == tmp_path / "policies/example.yaml"  # relative to the file
+    assert settings.verifiers["reference-token"]["kind"] == "age-token"
+    assert settings.log.format == "json"
+
+
+def test_unknown_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 127.0.0.1:8080\nupstreams: http://x\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(path) in str(info.value)
+    assert "upstreams" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("listen: localhost\n", "listen"),
+        ("listen: 127.0.0.1:70000\n", "listen"),
+        ("public_origin: shop.example\n", "public_origin"),
+        ("public_origin: https://shop.example/path\n", "public_origin"),
+        ("upstream: ftp://x\n", "upstream"),
+        ("trusted_proxies: [not-a-cidr]\n", "trusted_proxies"),
+        ("store: postgres://x\n", "store"),
+        ("log: {format: xml}\n", "log"),
+        ("log_client_ip: full\n", "log_client_ip"),
+        ("workers: 0\n", "workers"),
+        ("upstream_read_timeout: soon\n", "upstream_read_timeout"),
+        ("verifiers: {x: {issuer: y}}\n", "verifiers"),
+        ("session_keys: not-a-key\n", "session_keys"),
+        ("admin_listen: 127.0.0.1:8080\n", "admin_listen"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.key == key
+    assert str(path) in str(info.value)
+
+
+def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: [oops\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_settings(path, environ={})
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_environment_overrides_scalars_and_lists(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 127.0.0.1:8080\n")
+    env = {
+        "AGEGATE_LISTEN": "127.0.0.1:9999",
+        "AGEGATE_HOSTS": "shop.example, www.shop.example",
+        "AGEGATE_TRUSTED_PROXIES": "10.0.0.0/8",
+        "AGEGATE_SESSION_KEYS": KEY,
+        "AGEGATE_FORWARD_CLIENT_IP": "false",
+    }
+    settings = load_settings(path, environ=env)
+    assert settings.listen.port == 9999
+    assert settings.hosts == {"shop.example", "www.shop.example"}
+    assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert settings.session_keys == parse_key_lines(KEY)
+    assert settings.forward_client_ip is False
+
+
+def test_environment_error_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"AGEGATE_WORKERS": "many"})
+    assert "AGEGATE_WORKERS" in str(info.value)
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 127.0.0.1:8181\n")
+    settings = load_settings(None, environ={"AGEGATE_CONFIG": str(path)})
+    assert settings.listen.port == 8181
+
+
+def test_hosts_default_to_public_origin_host() -> None:
+    settings = parse_settings({"public_origin": "https://Shop.Example:8443"}, environ={})
+    assert settings.hosts == {"shop.example"}
+    assert settings.public_origin == "https://shop.example:8443"
+
+
+def test_empty_trusted_proxies_trusts_no_one() -> None:
+    assert parse_settings({}, environ={}).trusted_proxies == ()
+
+
+def test_key_file_rotation_order_and_padding(tmp_path: Path) -> None:
+    new, old = generate_key_line(), generate_key_line()
+    (tmp_path / "k").write_text(f"# newest first\n{new}\n{old}==\n\n")
+    settings = parse_settings({"session_keys_file": "k"}, environ={}, base_dir=tmp_path)
+    assert [key_id(k) for k in settings.session_keys] == [
+        key_id(k) for k in parse_key_lines(f"{new}\n{old}")
+    ]
+
+
+def test_key_lines_refuse_short_keys_with_line_number() -> None:
+    with pytest.raises(ValueError, match="line 2"):
+        parse_key_lines(f"{KEY}\nshort\n")
+
+
+def test_generated_keys_are_43_unpadded_characters_and_distinct() -> None:
+    lines = {generate_key_line() for _ in range(20)}
+    assert len(lines) == 20
+    assert all(len(line) == 43 and "=" not in line for line in lines)
+    assert all(len(parse_key_lines(line)[0]) == 32 for line in lines)
