@@ -1,0 +1,167 @@
+"""Cookie headers: lenient parsing, stripping our cookies, and building ``Set-Cookie``.
+
+Parsing follows the server side of RFC 6265 §5.4 / §4.2 leniently: a ``Cookie``
+header is a ``;``-separated list of ``name=value`` pairs, whitespace around
+pairs is ignored, a value wrapped in double quotes is unwrapped, and a pair
+without ``=`` or with an empty name is skipped.  Parsing never raises: cookies
+are attacker-controlled input and an odd one must not turn into a 500.
+
+The *same* name extraction is used for reading (:func:`get_cookie`) and for
+stripping (:func:`strip_cookies`), so anything the gateway would read as its
+session cookie is also removed before the request goes upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+__all__ = [
+    "clear_cookie",
+    "get_cookie",
+    "parse_cookie_header",
+    "set_cookie",
+    "strip_cookies",
+]
+
+_SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+# RFC 6265 §4.1.1 cookie-octet: visible ASCII except DQUOTE, comma, semicolon, backslash.
+_COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set('",;\\')
+# RFC 9110 token characters, the only ones allowed in a cookie name we emit.
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _as_text(value: bytes | str) -> str:
+    # latin-1 maps every byte to one code point, so decoding cannot fail and the
+    # original bytes are recoverable (headers are bytes in ASGI).
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _split_pair(pair: str) -> tuple[str, str] | None:
+    """``(name, value)`` of one ``name=value`` item, or None when it has no usable name."""
+    name, sep, value = pair.partition("=")
+    name = name.strip(" \t")
+    if not sep or not name:
+        return None
+    value = value.strip(" \t")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return name, value
+
+
+def parse_cookie_header(value: bytes | str) -> dict[str, str]:
+    """All cookies in one ``Cookie`` header value, as ``{name: value}``.
+
+    When a name occurs twice, the *first* occurrence wins.  Browsers send
+    cookies with longer (more specific) paths first (RFC 6265 §5.4 step 2), and
+    Go's ``net/http`` and Werkzeug also return the first; taking the last would
+    let a cookie set for a narrower path or by a sibling host shadow ours in
+    some components and not in others.  Never raises.
+    """
+    cookies: dict[str, str] = {}
+    for item in _as_text(value).split(";"):
+        pair = _split_pair(item)
+        if pair is not None and pair[0] not in cookies:
+            cookies[pair[0]] = pair[1]
+    return cookies
+
+
+def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
+    """The value of cookie ``name`` over all ``Cookie`` headers of an ASGI header list.
+
+    HTTP/2 and HTTP/3 clients may split cookies over several ``Cookie``
+    header fields (RFC 9113 §8.2.3); they are read in order, first one wins.
+    """
+    for header_name, header_value in headers:
+        if header_name.lower() != b"cookie":
+            continue
+        found = parse_cookie_header(header_value).get(name)
+        if found is not None:
+            return found
+    return None
+
+
+def strip_cookies(
+    headers: Sequence[tuple[bytes, bytes]], names: Collection[str]
+) -> list[tuple[bytes, bytes]]:
+    """A copy of ``headers`` with the cookies ``names`` removed from every ``Cookie`` header.
+
+    Other cookies are kept byte for byte (only the separators are normalised
+    to ``"; "``); a ``Cookie`` header left empty is dropped.  Items the parser
+    would skip are kept: they are the upstream's business, not ours.
+    """
+    result: list[tuple[bytes, bytes]] = []
+    for header_name, header_value in headers:
+        if header_name.lower() != b"cookie":
+            result.append((header_name, header_value))
+            continue
+        kept = []
+        for item in _as_text(header_value).split(";"):
+            # Strip more widely than get_cookie reads: any name that some
+            # upstream parser could take for ours (say, after trimming other
+            # whitespace) must not reach the site.
+            name = item.partition("=")[0]
+            if "=" in item and (name.strip(" \t") in names or name.strip() in names):
+                continue
+            if item.strip(" \t"):
+                kept.append(item.strip(" \t"))
+        if kept:
+            result.append((header_name, "; ".join(kept).encode("latin-1")))
+    return result
+
+
+def set_cookie(
+    name: str,
+    value: str,
+    *,
+    max_age: int | None,
+    same_site: str = "Lax",
+    http_only: bool = True,
+    secure: bool = True,
+    path: str = "/",
+) -> bytes:
+    """A ``Set-Cookie`` header value; ``max_age=None`` makes a browser-session cookie.
+
+    Raises ``ValueError`` for a name, value or attribute that would break the
+    header or a cookie prefix's rules: these are programming errors, and
+    refusing them is what keeps a header injection impossible.
+    """
+    if not name or not set(name) <= _TOKEN_CHARS:
+        raise ValueError("cookie name must be a non-empty RFC 9110 token")
+    if not set(value) <= _COOKIE_OCTETS:
+        raise ValueError("cookie value has characters outside RFC 6265 cookie-octet")
+    site = _SAME_SITE.get(same_site.lower())
+    if site is None:
+        raise ValueError(f"same_site must be Strict, Lax or None, not {same_site!r}")
+    if not path.startswith("/") or not set(path) <= _COOKIE_OCTETS:
+        raise ValueError("cookie path must start with '/' and hold only cookie-octets")
+    # Browsers drop SameSite=None cookies without Secure, and __Host- cookies
+    # without Secure or with a Path other than "/" (RFC 6265bis §4.1.3.2).
+    if site == "None" and not secure:
+        raise ValueError("SameSite=None requires Secure")
+    if name.startswith("__Host-") and (not secure or path != "/"):
+        raise ValueError("a __Host- cookie requires Secure and Path=/")
+    if name.startswith("__Secure-") and not secure:
+        raise ValueError("a __Secure- cookie requires Secure")
+    parts = [f"{name}={value}"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max(int(max_age), 0)}")
+    parts.append(f"Path={path}")
+    if secure:
+        parts.append("Secure")
+    if http_only:
+        parts.append("HttpOnly")
+    parts.append(f"SameSite={site}")
+    return "; ".join(parts).encode("ascii")
+
+
+def clear_cookie(name: str, *, same_site: str = "Lax") -> bytes:
+    """A ``Set-Cookie`` value deleting cookie ``name`` (``Max-Age=0``, same attributes).
+
+    The attributes must match the ones the cookie was set with, or a browser
+    treats it as a different cookie; ``Expires`` in the past is added for
+    clients that predate ``Max-Age``.
+    """
+    header = set_cookie(name, "", max_age=0, same_site=same_site)
+    return header + b"; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
