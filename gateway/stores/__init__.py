@@ -1,0 +1,126 @@
+"""Single-use records and rate-limit buckets: in memory (one process) or in Redis (shared).
+
+Both stores keep only HMACs of what they are given (:func:`record_digest`),
+never a raw token id, nonce or client address, so a dump of Redis or of
+process memory discloses nothing linkable (SPEC §8).
+A store that cannot answer raises :class:`~gateway.errors.StoreUnavailable`:
+callers fail closed.  Redis is only consulted while verifying a presentation
+or rate-limiting ``/.agegate/`` endpoints, never for a request that already
+carries a valid session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+__all__ = [
+    "RETENTION_MARGIN",
+    "RateDecision",
+    "Store",
+    "open_store",
+    "record_digest",
+]
+
+# Records outlive their ``expires_at`` by this much: verifiers accept tokens up
+# to 30 s past ``exp`` (clock skew, SPEC §5), and gateway workers' clocks may
+# differ a little, so a record must still exist while any worker could accept.
+RETENTION_MARGIN = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Whether one more request fits in its bucket, and if not, when to retry (seconds)."""
+
+    allowed: bool
+    retry_after: float
+
+
+class Store(Protocol):
+    """What the gateway needs from a store; also satisfies :class:`verifiers.base.ReplayGuard`."""
+
+    async def consume(self, namespace: str, value: str, expires_at: float) -> bool:
+        """Record ``value`` until ``expires_at`` (plus a margin); False if already recorded."""
+        ...
+
+    async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
+        """Count one request in ``bucket``; at most ``limit`` per fixed ``window`` seconds."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers (for ``/readyz``); never raises."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """True when several processes see the same records (safe with many workers)."""
+        ...
+
+
+def record_digest(key: bytes, namespace: str, value: str) -> str:
+    """Hex ``HMAC-SHA256(key, len(namespace) || namespace || value)``: how a value is stored.
+
+    The namespace (``"nonce"``, ``"jti:<issuer>"``, …) is inside the MAC, so
+    a nonce and a token id with the same text are different records, and it
+    is length-prefixed so no (namespace, value) pair can collide with another.
+    It is not written in clear anywhere.
+    """
+    ns = namespace.encode("utf-8", "surrogatepass")
+    message = len(ns).to_bytes(4, "big") + ns + value.encode("utf-8", "surrogatepass")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def open_store(url: str, hmac_key: bytes) -> Store:
+    """The store named by ``url``: ``memory://`` or ``redis://host:port/db`` (``rediss://``).
+
+    ``hmac_key`` keys the record HMACs; derive it, e.g.
+    ``derive_key(session_key, "store-hmac")``.  Every worker sharing a Redis
+    must use the same key, or they would not see each other's records.
+    Raises :class:`~gateway.errors.ConfigError` for a URL it cannot use; no
+    connection is made here.
+    """
+    if len(hmac_key) < 16:
+        raise ConfigError("the store HMAC key must be at least 16 bytes", key="store")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(
+            "not a store URL (expected memory:// or redis://host:port/db)", key="store"
+        ) from None
+    if parts.scheme == "memory":
+        if parts.netloc or parts.path not in {"", "/"} or parts.query or parts.fragment:
+            raise ConfigError(
+                "the memory store takes no host, path or options: use memory://", key="store"
+            )
+        # Imported here: the store modules import this one (RateDecision,
+        # record_digest), and a memory-only gateway need not load redis-py.
+        from gateway.stores.memory import MemoryStore
+
+        return MemoryStore(hmac_key)
+    if parts.scheme in {"redis", "rediss"}:
+        # Name the problem without echoing the URL: it may carry a password.
+        if not parts.hostname:
+            raise ConfigError(
+                "a redis:// store URL needs a host, e.g. redis://127.0.0.1:6379/0", key="store"
+            )
+        db = parts.path.strip("/") or "0"
+        if not db.isdigit() or port == 0:
+            raise ConfigError("a redis:// store URL is redis://host:port/<db number>", key="store")
+        if parts.fragment:
+            raise ConfigError("a redis:// store URL has no #fragment", key="store")
+        from gateway.stores.redis import RedisStore
+
+        return RedisStore(url, hmac_key)
+    raise ConfigError(
+        "unknown store scheme (expected memory:// or redis://host:port/db)", key="store"
+    )
