@@ -1,0 +1,285 @@
+"""The ``age-token`` verifier: JWS age tokens from any provider with a JWKS (SPEC §5).
+
+Registered as the ``age-token`` kind in the ``agegate.verifiers`` entry-point
+group.  The profile checks live in :mod:`verifiers.conformance` (shared with
+``agegate verifier check``); this module parses the verifier's config once,
+builds the browser redirect, runs the checks in order stopping at the first
+finding, and records ``jti`` and nonce in the replay store last, so a refused
+token never burns a nonce.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from verifiers.base import (
+    AgeAssertion,
+    AssuranceLevel,
+    Challenge,
+    ChallengeContext,
+    Presentation,
+    VerificationError,
+    VerifierServices,
+    VerifyContext,
+)
+from verifiers.config import parse_duration
+from verifiers.conformance import (
+    DEFAULT_ALGORITHMS,
+    PROFILE_CLAIMS,
+    SKEW,
+    age_thresholds,
+    claim_findings,
+    decode_payload,
+    header_findings,
+    is_identity_claim,
+    parse_compact,
+    signature_algorithms,
+    verify_signature,
+)
+from verifiers.jwks import KEY_TYPE_FOR_ALG, JwksCache
+
+__all__ = ["DEFAULT_SESSION_TTL", "AgeTokenConfig", "AgeTokenVerifier", "parse_config"]
+
+DEFAULT_SESSION_TTL = 3600.0
+RESPONSE_MODES = ("form_post", "query")
+_KEYS = frozenset(
+    {
+        "kind", "issuer", "jwks_uri", "jwks_file", "algorithms", "authorize_url",
+        "max_token_lifetime", "assurance_level", "allow_claims", "max_session_ttl",
+        "jwks_max_stale", "response_mode", "label",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AgeTokenConfig:
+    """One age-token verifier's settings, parsed and checked once at load."""
+
+    issuer: str
+    jwks_uri: str | None
+    jwks_file: Path | None
+    algorithms: tuple[str, ...]
+    authorize_url: str | None
+    max_token_lifetime: float
+    assurance_level: AssuranceLevel
+    allow_claims: frozenset[str]
+    max_session_ttl: float | None
+    jwks_max_stale: float
+    response_mode: str
+    label: str
+
+
+def _string(config: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = config.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{key}: is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key}: expected a non-empty string")
+    return value.strip()
+
+
+def _url(config: Mapping[str, Any], key: str) -> str | None:
+    value = _string(config, key)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ValueError(f"{key}: expected an absolute http(s) URL without fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # Plain http would let anyone on the path swap the provider's keys or
+        # read the redirect; it is tolerated only for local development.
+        raise ValueError(f"{key}: must use https (http is accepted only for loopback hosts)")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _duration(config: Mapping[str, Any], key: str, default: float) -> float:
+    return _optional_duration(config, key) or default
+
+
+def _optional_duration(config: Mapping[str, Any], key: str) -> float | None:
+    if config.get(key) is None:
+        return None
+    try:
+        seconds = parse_duration(config[key])
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
+    if seconds <= 0:
+        raise ValueError(f"{key}: must be greater than zero")
+    return seconds
+
+
+def _algorithms(config: Mapping[str, Any]) -> tuple[str, ...]:
+    value = config.get("algorithms", list(DEFAULT_ALGORITHMS))
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("algorithms: expected a non-empty list")
+    for alg in value:
+        if not isinstance(alg, str):
+            raise ValueError("algorithms: expected a list of algorithm names")
+        if alg.lower() == "none" or alg.upper().startswith("HS"):
+            # `none` proves nothing; HS* with a published key lets anyone sign.
+            raise ValueError(f"algorithms: {alg!r} is refused (public-key algorithms only)")
+        if alg not in KEY_TYPE_FOR_ALG:
+            allowed = ", ".join(KEY_TYPE_FOR_ALG)
+            raise ValueError(f"algorithms: unknown algorithm {alg!r} (supported: {allowed})")
+    return tuple(dict.fromkeys(value))
+
+
+def _allow_claims(config: Mapping[str, Any]) -> frozenset[str]:
+    value = config.get("allow_claims", [])
+    if not isinstance(value, list | tuple) or not all(isinstance(c, str) and c for c in value):
+        raise ValueError("allow_claims: expected a list of claim names")
+    for claim in value:
+        if is_identity_claim(claim):
+            # The profile refuses identity claims whatever the config says;
+            # saying so at load beats a verifier that refuses every token.
+            raise ValueError(f"allow_claims: {claim!r} is an identity claim and is never accepted")
+    return frozenset(value) - PROFILE_CLAIMS
+
+
+def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> AgeTokenConfig:
+    """Check every key of one verifier's config; ``ValueError`` names the key."""
+    if not isinstance(config, Mapping):
+        raise ValueError("expected a mapping of settings")
+    unknown = sorted(str(key) for key in config if key not in _KEYS)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown setting (allowed: {', '.join(sorted(_KEYS))})")
+    if config.get("kind", "age-token") != "age-token":
+        raise ValueError("kind: must be 'age-token' for this verifier")
+    issuer = _string(config, "issuer", required=True)
+    jwks_uri = _url(config, "jwks_uri")
+    jwks_file = _string(config, "jwks_file")
+    if (jwks_uri is None) == (jwks_file is None):
+        raise ValueError("jwks_uri: exactly one of jwks_uri and jwks_file is required")
+    jwks_path = None
+    if jwks_file is not None:
+        jwks_path = Path(base_dir, jwks_file)
+        if not jwks_path.is_file():
+            raise ValueError(f"jwks_file: no such file {str(jwks_path)!r}")
+    response_mode = config.get("response_mode", "form_post")
+    if response_mode not in RESPONSE_MODES:
+        raise ValueError(f"response_mode: expected one of {', '.join(RESPONSE_MODES)}")
+    try:
+        assurance = AssuranceLevel.parse(config.get("assurance_level", "basic"))
+    except ValueError as error:
+        raise ValueError(f"assurance_level: {error}") from None
+    return AgeTokenConfig(
+        issuer=str(issuer),
+        jwks_uri=jwks_uri,
+        jwks_file=jwks_path,
+        algorithms=_algorithms(config),
+        authorize_url=_url(config, "authorize_url"),
+        max_token_lifetime=_duration(config, "max_token_lifetime", 300.0),
+        assurance_level=assurance,
+        allow_claims=_allow_claims(config),
+        max_session_ttl=_optional_duration(config, "max_session_ttl"),
+        jwks_max_stale=_duration(config, "jwks_max_stale", 3600.0),
+        response_mode=str(response_mode),
+        label=_string(config, "label") or name,
+    )
+
+
+class AgeTokenVerifier:
+    """Verifies ``age-token+jwt`` presentations; see :mod:`verifiers.conformance` for the order.
+
+    Constructed by the gateway as ``AgeTokenVerifier(name, config, services)``;
+    a bad config raises ``ValueError`` naming the key.
+    """
+
+    kind = "age-token"
+
+    def __init__(self, name: str, config: Mapping[str, Any], services: VerifierServices) -> None:
+        self.name = name
+        self.config = parse_config(name, config, services.base_dir)
+        self.max_session_ttl: float | None = self.config.max_session_ttl
+        self.label = self.config.label
+        self._algorithms = signature_algorithms(self.config.algorithms)
+        self._keys = JwksCache(
+            uri=self.config.jwks_uri,
+            file=self.config.jwks_file,
+            http=services.http,
+            max_stale=self.config.jwks_max_stale,
+        )
+
+    def start(self, ctx: ChallengeContext) -> Challenge:
+        """The browser redirect to the provider (SPEC §6), if an ``authorize_url`` is set."""
+        url = self.config.authorize_url
+        if url is None:
+            return Challenge()
+        query = urlencode(
+            {
+                "client_id": ctx.public_origin,
+                "redirect_uri": ctx.redirect_uri,
+                "response_mode": self.config.response_mode,
+                "nonce": ctx.nonce,
+                "state": ctx.state,
+                "min_age": str(ctx.min_age),
+            }
+        )
+        return Challenge(redirect_url=f"{url}{'&' if '?' in url else '?'}{query}")
+
+    async def verify(self, presentation: Presentation, ctx: VerifyContext) -> AgeAssertion:
+        """Check one token against SPEC §5; raise ``VerificationError`` at the first failure."""
+        parsed = parse_compact(presentation.credential)
+        header = parsed.header
+        for finding in header_findings(header, self._algorithms):
+            raise finding.error()
+        alg: str = header["alg"]
+        key = await self._keys.get(header["kid"], ctx.now)
+        if not verify_signature(parsed, self._algorithms[alg], alg, key):
+            raise VerificationError("bad_signature", "signature does not verify")
+        claims = decode_payload(parsed)
+        for finding in claim_findings(
+            claims,
+            issuer=self.config.issuer,
+            audience=ctx.audience,
+            nonce=ctx.expected_nonce,
+            now=ctx.now,
+            max_lifetime=self.config.max_token_lifetime,
+            allow_claims=self.config.allow_claims,
+        ):
+            raise finding.error()
+        over, under = age_thresholds(claims)
+        level = claims.get("assurance_level")
+        assurance = AssuranceLevel.parse(level) if level else self.config.assurance_level
+        # Replay records last: a token refused above must not use up its nonce.
+        # Store failures (reason store_unavailable) propagate: the gateway fails closed.
+        # Recorded until the token could no longer pass the exp check (exp + skew).
+        expires = float(claims["exp"]) + SKEW
+        if not await ctx.replay.consume("jti:" + self.config.issuer, claims["jti"], expires):
+            raise VerificationError("replayed", "token id was already used")
+        if not await ctx.replay.consume("nonce", claims["nonce"], expires):
+            raise VerificationError("replayed_nonce", "nonce was already used")
+        ttl = self.max_session_ttl or DEFAULT_SESSION_TTL
+        return AgeAssertion(
+            age_over=over,
+            age_under=under,
+            assurance=assurance,
+            method=claims.get("age_method"),
+            verifier=self.name,
+            expires_at=datetime.fromtimestamp(ctx.now + ttl, tz=UTC),
+        )
+
+    async def warm(self) -> None:
+        """Fetch the provider's keys now (call from the lifespan to avoid a cold first request)."""
+        await self._keys.refresh()
+
+    async def aclose(self) -> None:
+        """Release the HTTP session the key cache created, if any."""
+        await self._keys.close()
