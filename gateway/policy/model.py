@@ -1,0 +1,234 @@
+"""The policy model: frozen values built once by the loader, read per request.
+
+Nothing here parses YAML or touches I/O; :mod:`gateway.policy.loader` builds
+these, :func:`gateway.policy.decide.decide` reads them.  Everything the
+request path needs (compiled patterns, per-jurisdiction requirements, method
+and host sets) is computed at load, so matching never re-reads a dict.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.policy.matcher import PathPattern, match_key
+from verifiers.base import AssuranceLevel
+
+__all__ = [
+    "Action",
+    "Defaults",
+    "Expectation",
+    "Mode",
+    "Outcome",
+    "Policy",
+    "PolicyTest",
+    "Requirement",
+    "Rule",
+    "TestSession",
+    "normalize_host",
+]
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case, without port, IPv6 without brackets, no trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+class Outcome(enum.StrEnum):
+    """What a decision says should happen to a request."""
+
+    ALLOW = "allow"
+    CHALLENGE = "challenge"
+    DENY = "deny"
+
+
+class Action(enum.StrEnum):
+    """What a rule does with the requests it matches."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    REQUIRE = "require"  # an age (min_age) is required
+
+
+class Mode(enum.StrEnum):
+    """Whether a rule's decision is enforced or only reported (logged)."""
+
+    ENFORCE = "enforce"
+    REPORT_ONLY = "report-only"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a protected rule asks of the visitor (after jurisdiction overrides)."""
+
+    min_age: int
+    assurance: AssuranceLevel
+    verifiers: tuple[str, ...]  # verifier instance names allowed on this route
+    session_ttl: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Policy-wide defaults that rules inherit unless they set their own."""
+
+    verifiers: tuple[str, ...] = ()
+    session_ttl: float = 3600.0
+    assurance: AssuranceLevel = AssuranceLevel.BASIC
+    mode: Mode = Mode.ENFORCE
+    case_insensitive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One entry of ``routes``; ``number`` is its 1-based position in the file."""
+
+    name: str
+    number: int
+    path: PathPattern
+    hosts: frozenset[str] | None  # lower-case, no port; None = every host
+    methods: frozenset[str] | None  # upper-case; None = every method
+    action: Action
+    mode: Mode
+    requirement: Requirement | None = None  # set exactly when action is REQUIRE
+    jurisdictions: Mapping[str, Requirement] = field(default_factory=dict)
+
+    @property
+    def min_age(self) -> int | None:
+        """The age this rule requires without jurisdiction override; None if none."""
+        return self.requirement.min_age if self.requirement else None
+
+    @property
+    def is_catch_all(self) -> bool:
+        """True when this rule matches every request (``/**``, any host, any method)."""
+        return self.path.is_catch_all and self.hosts is None and self.methods is None
+
+    def requirement_for(self, jurisdiction: str | None) -> Requirement | None:
+        """The requirement in ``jurisdiction`` (``US-UT`` falls back to ``US``)."""
+        if jurisdiction and self.jurisdictions:
+            found = self.jurisdictions.get(jurisdiction)
+            if found is None and "-" in jurisdiction:
+                found = self.jurisdictions.get(jurisdiction.partition("-")[0])
+            if found is not None:
+                return found
+        return self.requirement
+
+    def covers(self, other: Rule) -> bool:
+        """True when this rule matches every request ``other`` matches."""
+        hosts_ok = self.hosts is None or (other.hosts is not None and other.hosts <= self.hosts)
+        methods_ok = self.methods is None or (
+            other.methods is not None and other.methods <= self.methods
+        )
+        return hosts_ok and methods_ok and self.path.covers(other.path)
+
+    def describe(self) -> str:
+        """A one-line summary, e.g. ``wine (#2, path /wine/**)``."""
+        parts = [f"#{self.number}", f"path {self.path.text}"]
+        if self.methods is not None:
+            parts.append("methods " + ",".join(sorted(self.methods)))
+        if self.hosts is not None:
+            parts.append("hosts " + ",".join(sorted(self.hosts)))
+        return f"{self.name} ({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True)
+class TestSession:
+    """The session an embedded test pretends the visitor has.
+
+    ``assurance`` / ``verifier`` of None mean "what the matched rule
+    requires / its first accepted verifier", so a test can say just
+    ``session: {age_over: [18]}``.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    age_over: frozenset[int] = frozenset()
+    age_under: frozenset[int] = frozenset()
+    assurance: AssuranceLevel | None = None
+    verifier: str | None = None
+    expires_in: float = 3600.0  # seconds from the test's "now"; 0 = already expired
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What an embedded test expects; None fields are not checked."""
+
+    outcome: Outcome | None = None
+    bad_request: bool = False  # the request is refused before matching (400)
+    check_rule: bool = False  # rule is checked (None then means "no rule matches")
+    rule: str | None = None
+    reason: str | None = None
+    enforced: bool | None = None
+
+    def describe(self) -> str:
+        """Human form, e.g. ``challenge (rule wine, reason no_session)``."""
+        head = "bad_request" if self.bad_request else (self.outcome or "any decision")
+        details = []
+        if self.check_rule:
+            details.append(f"rule {self.rule or 'none'}")
+        if self.reason is not None:
+            details.append(f"reason {self.reason}")
+        if self.enforced is not None:
+            details.append("enforced" if self.enforced else "report-only")
+        return f"{head} ({', '.join(details)})" if details else str(head)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTest:
+    """One embedded test; ``index`` is 1-based, ``host`` is ``localhost`` if not given."""
+
+    __test__ = False
+
+    index: int
+    request: str  # as written, for messages
+    method: str
+    host: str
+    raw_path: str  # target path without query or fragment, not yet canonical
+    expect: Expectation
+    session: TestSession | None = None
+    jurisdiction: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A loaded policy.  ``match`` is the per-request entry point."""
+
+    version: int
+    defaults: Defaults
+    rules: tuple[Rule, ...]
+    tests: tuple[PolicyTest, ...]
+    source: str
+    sha256: str  # of the file's bytes: identifies the policy in logs and /policy
+    has_catch_all: bool
+
+    def match(self, method: str, host: str | None, path: str) -> Rule | None:
+        """The first rule matching the request, or None (the caller then denies).
+
+        ``path`` is canonical, without query; ``host`` is compared without
+        port and case; None matches only rules without ``hosts``.
+        """
+        # Callers pass normalized values; normalizing again is cheap and keeps a
+        # host-restricted protected rule from being skipped over "Shop.Example:443".
+        method = method.upper()
+        host = normalize_host(host) if host is not None else None
+        key = match_key(path)
+        for rule in self.rules:
+            if rule.methods is not None and method not in rule.methods:
+                continue
+            if rule.hosts is not None and host not in rule.hosts:
+                continue
+            if rule.path.matches_key(key):
+                return rule
+        return None
+
+    def rule(self, name: str) -> Rule | None:
+        """The rule called ``name``, if any."""
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        return None
