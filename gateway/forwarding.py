@@ -1,0 +1,205 @@
+"""Which request and response headers cross the gateway, and how they change.
+
+Pure functions over ASGI-style header lists (``[(name, value), ...]`` as bytes),
+shared by the proxy (both upstream clients) and the forward-auth endpoint, so
+the rules are written and tested once:
+
+- hop-by-hop headers (RFC 9110 §7.6.1), every header the ``Connection`` header
+  names, and ``Transfer-Encoding`` never cross in either direction: each hop
+  frames its own messages;
+- a client may not speak for agegate: every ``X-Agegate-*`` header it sends is
+  removed, in any spelling, including ``X_Agegate_*``;
+- a client may not speak for a proxy: ``Forwarded``, ``X-Forwarded-*`` and
+  ``X-Real-IP`` are kept only from a trusted peer, and header names with ``_``
+  that a framework would read as one of them (``X_Forwarded_For``; the
+  CVE-2025-64484 class of bypass) are always dropped;
+- the gateway's own cookies never reach the site.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Sequence
+
+__all__ = [
+    "HOP_BY_HOP",
+    "Network",
+    "downstream_response_headers",
+    "is_trusted",
+    "strip_cookies",
+    "upstream_request_headers",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Headers = Sequence[tuple[bytes, bytes]]
+
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# Headers only a proxy may set; from anyone else they are spoofed.
+_PROXY_HEADERS = frozenset({b"forwarded", b"x-real-ip"})
+_AGEGATE_PREFIX = b"x-agegate-"
+_FORWARDED_PREFIX = b"x-forwarded-"
+# RFC 9110 tchar: a Forwarded value made only of these needs no quoting.
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def is_trusted(peer_ip: str | None, trusted: Sequence[Network]) -> bool:
+    """True when the connection's peer is inside one of the ``trusted`` CIDR ranges."""
+    if not peer_ip or not trusted:
+        return False
+    try:
+        address = ipaddress.ip_address(peer_ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in trusted)
+
+
+def _connection_tokens(headers: Headers) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def _is_proxy_header(name: bytes) -> bool:
+    return name in _PROXY_HEADERS or name.startswith(_FORWARDED_PREFIX)
+
+
+def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
+    """``value`` (a ``Cookie`` header) without the cookies called ``names``."""
+    kept = [
+        pair
+        for pair in (p.strip() for p in value.split(b";"))
+        if pair and pair.split(b"=", 1)[0].strip() not in names
+    ]
+    return b"; ".join(kept)
+
+
+def _forwarded_value(value: str) -> bytes:
+    raw = value.encode("latin-1", "replace")
+    if raw and all(c in _TCHAR for c in raw):
+        return raw
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def _forwarded_for(client_ip: str) -> bytes:
+    # RFC 7239 §6: IPv6 addresses are bracketed, and brackets need quoting.
+    return _forwarded_value(f"[{client_ip}]" if ":" in client_ip else client_ip)
+
+
+def upstream_request_headers(
+    headers: Headers,
+    *,
+    client_ip: str | None,
+    scheme: str,
+    host: bytes,
+    trusted_peer: bool,
+    forward_client_ip: bool,
+    strip_cookie_names: Collection[bytes],
+    add: Headers,
+) -> list[tuple[bytes, bytes]]:
+    """The headers to send upstream for a client request with ``headers``.
+
+    ``host`` is the client's ``Host`` (kept as the upstream ``Host``, so the site
+    sees its own name); ``add`` (e.g. ``X-Agegate-Age-Over``) is appended last,
+    after every client-sent ``X-Agegate-*`` header has been removed.
+    """
+    drop = HOP_BY_HOP | _connection_tokens(headers) if headers else HOP_BY_HOP
+    out: list[tuple[bytes, bytes]] = []
+    chain_forwarded: list[bytes] = []
+    chain_xff: list[bytes] = []
+    peer_proto: bytes | None = None
+    peer_host: bytes | None = None
+    saw_host = False
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name in drop:
+            continue
+        if b"_" in name:
+            dashed = name.replace(b"_", b"-")
+            if dashed.startswith(_AGEGATE_PREFIX) or _is_proxy_header(dashed):
+                continue
+        if name.startswith(_AGEGATE_PREFIX):
+            continue
+        if _is_proxy_header(name):
+            if trusted_peer:
+                if name == b"forwarded":
+                    chain_forwarded.append(value)
+                elif name == b"x-forwarded-for":
+                    chain_xff.append(value)
+                elif name == b"x-forwarded-proto":
+                    peer_proto = value
+                elif name == b"x-forwarded-host":
+                    peer_host = value
+                elif forward_client_ip or name != b"x-real-ip":
+                    out.append((name, value))
+            continue
+        if name == b"cookie" and strip_cookie_names:
+            kept = strip_cookies(value, strip_cookie_names)
+            if kept:
+                out.append((name, kept))
+            continue
+        if name == b"host":
+            saw_host = True
+        out.append((name, value))
+    if not saw_host and host:
+        out.append((b"host", host))
+    out.extend(
+        _forwarding_headers(
+            client_ip if forward_client_ip else None,
+            scheme,
+            host,
+            chain_forwarded if forward_client_ip else [],
+            chain_xff if forward_client_ip else [],
+            peer_proto,
+            peer_host,
+        )
+    )
+    out.extend(add)
+    return out
+
+
+def _forwarding_headers(
+    client_ip: str | None,
+    scheme: str,
+    host: bytes,
+    chain_forwarded: list[bytes],
+    chain_xff: list[bytes],
+    peer_proto: bytes | None,
+    peer_host: bytes | None,
+) -> list[tuple[bytes, bytes]]:
+    element = []
+    if client_ip:
+        element.append(b"for=" + _forwarded_for(client_ip))
+    if host:
+        element.append(b"host=" + _forwarded_value(host.decode("latin-1")))
+    element.append(b"proto=" + _forwarded_value(scheme))
+    forwarded = b", ".join([*chain_forwarded, b";".join(element)])
+    out = [(b"forwarded", forwarded)]
+    if client_ip:
+        out.append((b"x-forwarded-for", b", ".join([*chain_xff, client_ip.encode()])))
+    out.append((b"x-forwarded-proto", peer_proto or scheme.encode()))
+    if peer_host or host:
+        out.append((b"x-forwarded-host", peer_host or host))
+    return out
+
+
+def downstream_response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers without hop-by-hop ones, names lower-cased."""
+    drop = HOP_BY_HOP | _connection_tokens(headers)
+    return [(name.lower(), value) for name, value in headers if name.lower() not in drop]
