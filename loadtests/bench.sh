@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# agegate benchmark (SPEC §10): in one run on this machine, wrk against
+#   direct     the upstream (nginx `return 200` with a 1 KB body)
+#   nginx      nginx (1 worker) proxying that upstream over a keep-alive pool
+#   allowed    agegate (1 worker) proxying it on a route the policy allows
+#   protected  agegate on a min_age route with a valid session cookie
+# and print requests/s, p50, p99 and the ratios; JSON goes to loadtests/results/latest.json.
+# Everything listens on free 127.0.0.1 ports in a temp dir and is stopped on exit.
+#
+# Environment:
+#   AGEGATE_CMD          command that serves the gateway; "--config FILE" is appended
+#                        (default: .venv/bin/agegate run)
+#   BENCH_NGINX_ONLY=1   only the direct and nginx rows (no agegate)
+#   BENCH_DURATION=10s BENCH_WARMUP=2s BENCH_CONNECTIONS=10 BENCH_THREADS=2
+#   BENCH_OUT=path.json  BENCH_KEEP=1 (keep the temp dir: configs, logs, wrk output)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-2s}
+CONNECTIONS=${BENCH_CONNECTIONS:-10}
+THREADS=${BENCH_THREADS:-2}
+OUT=${BENCH_OUT:-$ROOT/loadtests/results/latest.json}
+NGINX_ONLY=${BENCH_NGINX_ONLY:-0}
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+for command in nginx wrk curl; do
+    command -v "$command" >/dev/null || { echo "bench: $command is not installed (make system-deps)" >&2; exit 2; }
+done
+[ -x "$PY" ] || { echo "bench: no Python at $PY (make install)" >&2; exit 2; }
+
+if [ -n "${AGEGATE_CMD:-}" ]; then
+    read -r -a AGEGATE <<<"$AGEGATE_CMD"
+elif [ -x "$ROOT/.venv/bin/agegate" ] && [ -f "$ROOT/gateway/cli.py" ]; then
+    AGEGATE=("$ROOT/.venv/bin/agegate" run)
+else
+    echo "bench: no agegate command yet (set AGEGATE_CMD); running the nginx rows only" >&2
+    NGINX_ONLY=1
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/agegate-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        # Bounded wait: a process that ignores TERM for 5 s is killed.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Four ports chosen while all four sockets are held, so they are distinct.
+read -r UPSTREAM_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT < <("$PY" - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+
+wait_port() {  # wait_port PORT NAME: until something accepts on 127.0.0.1:PORT (20 s)
+    local deadline=$((SECONDS + 20))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        if ((SECONDS >= deadline)); then echo "bench: $2 did not listen on port $1" >&2; return 1; fi
+        sleep 0.1
+    done
+}
+
+start_nginx() {  # start_nginx ROLE: render the template for ROLE and run it in the foreground
+    local role=$1 other
+    other=$([ "$role" = upstream ] && echo proxy || echo upstream)
+    sed -e "s|@DIR@|$TMP|g" -e "s|@ROLE@|$role|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@BODY_1K@|$(printf 'a%.0s' $(seq 1024))|g" \
+        -e "/# BEGIN $other/,/# END $other/d" \
+        "$ROOT/loadtests/nginx.conf.template" >"$TMP/$role.conf"
+    nginx -p "$TMP" -e "$TMP/$role-error.log" -c "$TMP/$role.conf" &
+    PIDS+=($!)
+}
+
+check() {  # check NAME URL [CURL ARGS...]: the target answers 200 with the 1 KB body
+    local name=$1 url=$2 got
+    shift 2
+    got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "$@" "$url" || true)
+    if [ "$got" != "200 1024" ]; then
+        echo "bench: $name ($url) answered '$got', expected '200 1024'" >&2
+        return 1
+    fi
+}
+
+run_wrk() {  # run_wrk NAME URL [WRK ARGS...]: warm up, then the measured run
+    local name=$1 url=$2
+    shift 2
+    echo "bench: $name: $url (warm-up $WARMUP, run $DURATION, $CONNECTIONS connections)" >&2
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" --timeout 2s "$@" "$url" >/dev/null
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 2s --latency "$@" "$url" \
+        >"$TMP/wrk-$name.txt"
+}
+
+start_nginx upstream
+start_nginx proxy
+wait_port "$UPSTREAM_PORT" "upstream nginx"
+wait_port "$PROXY_PORT" "proxy nginx"
+check direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
+check nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+
+if [ "$NGINX_ONLY" != 1 ]; then
+    "$PY" "$ROOT/loadtests/benchlib.py" setup "$TMP" --listen "$GATEWAY_PORT" \
+        --admin "$ADMIN_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT"
+    (cd "$TMP" && exec "${AGEGATE[@]}" --config "$TMP/agegate.yaml" >"$TMP/agegate.log" 2>&1) &
+    PIDS+=($!)
+    if ! wait_port "$GATEWAY_PORT" agegate || ! wait_port "$ADMIN_PORT" "agegate admin"; then
+        tail -n 20 "$TMP/agegate.log" >&2
+        exit 1
+    fi
+    check allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
+fi
+
+printf '{"wrk": "-t%s -c%s -d%s --latency", "nginx": "%s", "body_bytes": 1024}\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$(nginx -v 2>&1 | sed 's|.*/||')" >"$TMP/meta.json"
+
+run_wrk direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
+run_wrk nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+if [ "$NGINX_ONLY" != 1 ]; then
+    run_wrk allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
+    protected="http://127.0.0.1:$GATEWAY_PORT/wine/red"
+    if [ -f "$TMP/cookie.txt" ]; then
+        cookie=$(<"$TMP/cookie.txt")
+        # The route must really be protected (no cookie: not 200) and the cookie must open it.
+        without=$(curl -s -o /dev/null -w '%{http_code}' "$protected" || true)
+        if [ "$without" = 200 ]; then
+            echo "bench: $protected answered 200 without a session; not benchmarking it" >&2
+        elif check protected "$protected" -H "Cookie: $cookie"; then
+            run_wrk protected "$protected" -H "Cookie: $cookie"
+        fi
+    fi
+fi
+
+"$PY" "$ROOT/loadtests/benchlib.py" report "$TMP" "$OUT"

@@ -1,0 +1,235 @@
+"""Helpers for loadtests/bench.sh: gateway files in a temp dir, and the result table.
+
+``python loadtests/benchlib.py setup DIR --listen PORT --admin PORT --upstream URL``
+    writes ``agegate.yaml``, ``policy.yaml``, ``session.keys`` and ``jwks.json``
+    into DIR; when the session module is present it also writes ``cookie.txt``
+    (a ``Cookie:`` header value proving age 18, valid for one hour), so the
+    protected route can be benchmarked with a valid session.
+
+``python loadtests/benchlib.py report DIR OUT.json``
+    reads the ``wrk-<name>.txt`` outputs in DIR, prints the table and writes JSON.
+
+Not part of the test suite; only loopback addresses are ever written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["main", "parse_wrk"]
+
+POLICY = """\
+version: 1
+defaults:
+  verifiers: [bench-token]
+  session_ttl: 1h
+  assurance: basic
+routes:
+  - name: wine
+    path: /wine/**
+    min_age: 18
+  - name: everything-else
+    path: /**
+    action: allow
+"""
+
+# Row order in the table; the first two are the baselines the ratios divide by.
+ROWS = (
+    ("direct", "upstream direct (nginx return 200)"),
+    ("nginx", "nginx proxy (1 worker)"),
+    ("allowed", "agegate, allowed route"),
+    ("protected", "agegate, protected route + session"),
+)
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def setup(directory: Path, listen: int, admin: int, upstream: str) -> None:
+    """Write the gateway's settings, policy, keys and (when possible) a session cookie."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gateway.keys import generate_key_line
+    from verifiers import sdk
+
+    signing_key = ec.generate_private_key(ec.SECP256R1())
+    (directory / "jwks.json").write_text(json.dumps(sdk.jwks(signing_key)))
+    (directory / "session.keys").write_text(generate_key_line() + "\n")
+    (directory / "policy.yaml").write_text(POLICY)
+    origin = f"http://localhost:{listen}"
+    settings = {
+        "listen": f"127.0.0.1:{listen}",
+        "admin_listen": f"127.0.0.1:{admin}",
+        "public_origin": origin,
+        "hosts": ["localhost", "127.0.0.1"],
+        "upstream": upstream,
+        "session_keys_file": "session.keys",
+        "policy": "policy.yaml",
+        "verifiers": {
+            "bench-token": {
+                "kind": "age-token",
+                "issuer": "https://issuer.bench",
+                "jwks_file": "jwks.json",
+                "algorithms": ["ES256"],
+                "authorize_url": "https://issuer.bench/authorize",
+            }
+        },
+        "log": {"format": "json", "level": "warning"},
+    }
+    config = directory / "agegate.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    cookie = _session_cookie(config)
+    if cookie is not None:
+        (directory / "cookie.txt").write_text(cookie)
+
+
+def _session_cookie(config: Path) -> str | None:
+    """``__Host-agegate=<sealed session>`` proving age 18, or None before sessions exist."""
+    try:
+        from gateway.policy.facts import SessionClaims
+        from gateway.session import SESSION_COOKIE, SessionCodec
+        from gateway.settings import load_settings
+        from verifiers.base import AssuranceLevel
+    except ImportError as exc:
+        print(f"bench: no session cookie ({exc}); protected row skipped", file=sys.stderr)
+        return None
+    settings = load_settings(config)
+    now = time.time()
+    claims = SessionClaims(
+        age_over=frozenset({18}),
+        age_under=frozenset(),
+        assurance=AssuranceLevel.BASIC,
+        verifier="bench-token",
+        issued_at=now,
+        expires_at=now + 3600,
+    )
+    value = SessionCodec(settings.session_keys, settings.audience).seal(claims)
+    return f"{SESSION_COOKIE}={value}"
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    """Requests/s, p50/p90/p99 (ms), errors and non-2xx counts from ``wrk --latency`` output."""
+    result: dict[str, Any] = {"rps": None, "p50_ms": None, "p90_ms": None, "p99_ms": None}
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    if rps:
+        result["rps"] = float(rps.group(1))
+    for pct in ("50", "90", "99"):
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+        if found:
+            result[f"p{pct}_ms"] = round(float(found.group(1)) * _UNITS[found.group(2)], 3)
+    requests = re.search(r"^\s+(\d+) requests in", text, re.M)
+    result["requests"] = int(requests.group(1)) if requests else None
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    result["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    errors = re.search(r"Socket errors:(.*)$", text, re.M)
+    result["socket_errors"] = errors.group(1).strip() if errors else None
+    return result
+
+
+def report(directory: Path, out: Path) -> int:
+    """Print the comparison table and write it as JSON; exit 1 if a run had errors."""
+    runs: dict[str, dict[str, Any]] = {}
+    for name, _ in ROWS:
+        path = directory / f"wrk-{name}.txt"
+        if path.exists():
+            runs[name] = parse_wrk(path.read_text())
+    meta = (
+        json.loads((directory / "meta.json").read_text())
+        if (directory / "meta.json").exists()
+        else {}
+    )
+
+    def ratio(name: str, base: str) -> float | None:
+        a, b = runs.get(name, {}).get("rps"), runs.get(base, {}).get("rps")
+        return round(a / b, 3) if a and b else None
+
+    def added_p99(name: str) -> float | None:
+        a, b = runs.get(name, {}).get("p99_ms"), runs.get("direct", {}).get("p99_ms")
+        return round(a - b, 3) if a is not None and b is not None else None
+
+    for name, run in runs.items():
+        run["ratio_to_nginx"] = ratio(name, "nginx")
+        run["added_p99_ms_over_direct"] = added_p99(name)
+    summary = {
+        "agegate_allowed_over_nginx": ratio("allowed", "nginx"),
+        "agegate_protected_over_allowed": ratio("protected", "allowed"),
+        "agegate_added_p99_ms": added_p99("allowed"),
+        "targets": {
+            "agegate_allowed_over_nginx": ">= 0.25 (aim 0.4)",
+            "agegate_protected_over_allowed": ">= 0.9",
+            "agegate_added_p99_ms": "<= 2",
+        },
+    }
+    document = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), **meta},
+        "runs": runs,
+        "summary": summary,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+
+    print(f"{'target':40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'/nginx':>7} {'+p99 ms':>8}")
+    for name, label in ROWS:
+        run = runs.get(name)
+        if run is None:
+            print(f"{label:40} {'(skipped)':>10}")
+            continue
+        print(
+            f"{label:40} {_fmt(run['rps'], 0):>10} {_fmt(run['p50_ms'], 2):>8} "
+            f"{_fmt(run['p99_ms'], 2):>8} {_fmt(run['ratio_to_nginx'], 3):>7} "
+            f"{_fmt(run['added_p99_ms_over_direct'], 2):>8}"
+        )
+    print(
+        f"agegate/nginx = {_fmt(summary['agegate_allowed_over_nginx'], 3)} (target ≥ 0.25), "
+        f"protected/allowed = {_fmt(summary['agegate_protected_over_allowed'], 3)} (≥ 0.9), "
+        f"added p99 = {_fmt(summary['agegate_added_p99_ms'], 2)} ms (≤ 2)"
+    )
+    print(f"written to {out}")
+    bad = [n for n, r in runs.items() if r["non_2xx"] or r["socket_errors"] or not r["rps"]]
+    if bad:
+        print(f"bench: runs with errors or non-2xx responses: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _cpus() -> str:
+    try:
+        return subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line for bench.sh; see the module docstring."""
+    parser = argparse.ArgumentParser(prog="benchlib")
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("setup")
+    make.add_argument("directory", type=Path)
+    make.add_argument("--listen", type=int, required=True)
+    make.add_argument("--admin", type=int, required=True)
+    make.add_argument("--upstream", required=True)
+    show = commands.add_parser("report")
+    show.add_argument("directory", type=Path)
+    show.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "setup":
+        setup(args.directory, args.listen, args.admin, args.upstream)
+        return 0
+    return report(args.directory, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
