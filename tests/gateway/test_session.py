@@ -1,0 +1,651 @@
+"""Session and challenge cookies, and safe return paths (gateway/session.py)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import importlib
+import json
+import secrets
+from collections.abc import Callable
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gateway.session as session_module
+from gateway.errors import ConfigError
+from gateway.keys import key_id
+from gateway.nonces import derive_key
+from gateway.policy.facts import SessionClaims
+from gateway.session import (
+    CHALLENGE_COOKIE,
+    SESSION_COOKIE,
+    ChallengeCodec,
+    ChallengeState,
+    SessionCodec,
+)
+from verifiers.base import AssuranceLevel
+
+AUDIENCE = "https://shop.example"
+NOW = 1_750_000_000.0
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(1, 33))
+
+CLAIMS = SessionClaims(
+    age_over=frozenset({13, 16, 18}),
+    age_under=frozenset({21}),
+    assurance=AssuranceLevel.STANDARD,
+    verifier="reference-token",
+    issued_at=NOW,
+    expires_at=NOW + 3600,
+)
+CHALLENGE = ChallengeState(
+    nonce="n" * 22,
+    state="s" * 22,
+    return_path="/wine/red?vintage=2019",
+    min_age=18,
+    assurance=AssuranceLevel.BASIC,
+    verifiers=("reference-token", "reference-pp"),
+    expires_at=NOW + 600,
+)
+
+
+class Reasons:
+    """An ``on_invalid`` hook that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, reason: str) -> None:
+        self.seen.append(reason)
+
+
+def _codec(
+    keys: tuple[bytes, ...] = (KEY_A,), audience: str = AUDIENCE
+) -> tuple[SessionCodec, Reasons]:
+    reasons = Reasons()
+    return SessionCodec(keys, audience, on_invalid=reasons), reasons
+
+
+def _blob(cookie: str) -> bytes:
+    body = cookie.split(".")[2]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+
+
+def _with_blob(cookie: str, blob: bytes) -> str:
+    version, kid, _ = cookie.split(".")
+    return f"{version}.{kid}.{base64.urlsafe_b64encode(blob).rstrip(b'=').decode()}"
+
+
+def _decrypt(cookie: str, key: bytes, cookie_name: str, audience: str = AUDIENCE) -> bytes:
+    blob = _blob(cookie)
+    aead = AESGCM(derive_key(key, f"agegate {cookie_name} aead v1"))
+    aad = json.dumps(["v1", cookie_name, audience]).encode()
+    return aead.decrypt(blob[:12], blob[12:], aad)
+
+
+def _seal_raw(payload: bytes, key: bytes = KEY_A, cookie_name: str = SESSION_COOKIE) -> str:
+    """A cookie an attacker holding the key could mint, with any plaintext."""
+    aead = AESGCM(derive_key(key, f"agegate {cookie_name} aead v1"))
+    aad = json.dumps(["v1", cookie_name, AUDIENCE]).encode()
+    nonce = secrets.token_bytes(12)
+    blob = nonce + aead.encrypt(nonce, payload, aad)
+    return f"v1.{key_id(key)}.{base64.urlsafe_b64encode(blob).rstrip(b'=').decode()}"
+
+
+def test_public_names_import() -> None:
+    module = importlib.import_module("gateway.session")
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+    assert SESSION_COOKIE == "__Host-agegate"
+    assert CHALLENGE_COOKIE == "__Host-agegate-challenge"
+
+
+class TestSessionCodec:
+    def test_round_trip(self) -> None:
+        codec, reasons = _codec()
+        assert codec.open(codec.seal(CLAIMS), NOW) == CLAIMS
+        assert reasons.seen == []
+
+    def test_format(self) -> None:
+        cookie = _codec()[0].seal(CLAIMS)
+        version, kid, body = cookie.split(".")
+        assert version == "v1"
+        assert kid == key_id(KEY_A) and len(kid) == 8
+        assert "=" not in body and set(body) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )
+        assert len(cookie) < 400  # far below the ~4 KB a browser keeps
+
+    def test_each_seal_uses_a_fresh_nonce(self) -> None:
+        codec = _codec()[0]
+        assert codec.seal(CLAIMS) != codec.seal(CLAIMS)
+
+    def test_payload_holds_only_the_claims(self) -> None:
+        cookie = _codec()[0].seal(CLAIMS)
+        data = json.loads(_decrypt(cookie, KEY_A, SESSION_COOKIE))
+        assert set(data) == {
+            "age_over",
+            "age_under",
+            "assurance",
+            "verifier",
+            "issued_at",
+            "expires_at",
+        }
+        assert data == {
+            "age_over": [13, 16, 18],
+            "age_under": [21],
+            "assurance": "standard",
+            "verifier": "reference-token",
+            "issued_at": NOW,
+            "expires_at": NOW + 3600,
+        }
+
+    def test_rotation_old_key_opens_new_key_seals(self) -> None:
+        old, _ = _codec((KEY_A,))
+        rotated, reasons = _codec((KEY_B, KEY_A))
+        old_cookie = old.seal(CLAIMS)
+        assert rotated.open(old_cookie, NOW) == CLAIMS
+        new_cookie = rotated.seal(CLAIMS)
+        assert new_cookie.split(".")[1] == key_id(KEY_B)
+        assert rotated.open(new_cookie, NOW) == CLAIMS
+        assert reasons.seen == []
+
+    def test_retired_key_is_unknown(self) -> None:
+        old_cookie = _codec((KEY_A,))[0].seal(CLAIMS)
+        retired, reasons = _codec((KEY_B,))
+        assert retired.open(old_cookie, NOW) is None
+        assert reasons.seen == ["unknown_key"]
+
+    def test_key_id_collision_tries_each_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(session_module, "key_id", lambda key: "00000000")
+        sealer = SessionCodec((KEY_B,), AUDIENCE)
+        both = SessionCodec((KEY_A, KEY_B), AUDIENCE)
+        assert both.open(sealer.seal(CLAIMS), NOW) == CLAIMS
+
+    def test_every_tampered_byte_is_refused(self) -> None:
+        codec, reasons = _codec()
+        cookie = codec.seal(CLAIMS)
+        blob = _blob(cookie)
+        for index in range(len(blob)):
+            forged = bytearray(blob)
+            forged[index] ^= 0x01
+            assert codec.open(_with_blob(cookie, bytes(forged)), NOW) is None
+        assert reasons.seen == ["tampered"] * len(blob)
+
+    def test_tampered_character(self) -> None:
+        codec, reasons = _codec()
+        cookie = codec.seal(CLAIMS)
+        middle = len(cookie) - 20
+        swapped = "A" if cookie[middle] != "A" else "B"
+        assert codec.open(cookie[:middle] + swapped + cookie[middle + 1 :], NOW) is None
+        assert reasons.seen == ["tampered"]
+
+    def test_kid_swap_is_refused(self) -> None:
+        codec, reasons = _codec((KEY_A, KEY_B))
+        cookie = codec.seal(CLAIMS)
+        swapped = cookie.replace(key_id(KEY_A), key_id(KEY_B), 1)
+        assert codec.open(swapped, NOW) is None
+        assert reasons.seen == ["tampered"]
+
+    @pytest.mark.parametrize(
+        ("mangle", "reason"),
+        [
+            (lambda c: _with_blob(c, _blob(c)[:-5]), "tampered"),  # truncated ciphertext
+            (lambda c: c[:-10], "malformed"),  # truncated text: stray bits in the last group
+            (lambda c: c[:25], "malformed"),  # shorter than nonce + tag
+            (lambda c: c.split(".", 1)[1], "malformed"),  # no version
+            (lambda c: "v2" + c[2:], "malformed"),
+            (lambda c: "V1" + c[2:], "malformed"),
+            (lambda c: c + ".x", "malformed"),
+            (lambda c: c.replace(".", "..", 1), "malformed"),
+            (lambda c: c[:12] + "!" + c[13:], "malformed"),  # bad base64 character
+            (lambda c: c[:12] + "+" + c[13:], "malformed"),  # standard, not url-safe, alphabet
+            (lambda c: c + "===", "malformed"),
+            (lambda c: c + "A", "malformed"),  # impossible base64 length
+            (lambda c: c.replace(c.split(".")[1], "ffffffff"), "unknown_key"),
+            (lambda c: c.replace(c.split(".")[1], "FFFFFFFF"), "malformed"),
+            (lambda c: c.replace(c.split(".")[1], "abc"), "malformed"),
+            (lambda c: c + "A" * 5000, "malformed"),  # longer than any cookie
+            (lambda c: " " + c, "malformed"),
+        ],
+    )
+    def test_malformed(self, mangle: Callable[[str], str], reason: str) -> None:
+        codec, reasons = _codec()
+        assert codec.open(mangle(codec.seal(CLAIMS)), NOW) is None
+        assert reasons.seen == [reason]
+
+    def test_non_canonical_base64_is_malformed(self) -> None:
+        codec, reasons = _codec()
+        # Pick a verifier name whose cookie body has a partial last group,
+        # i.e. unused low bits in its last character.
+        cookie = next(
+            c
+            for n in range(1, 5)
+            if len((c := codec.seal(dataclasses.replace(CLAIMS, verifier="v" * n))).split(".")[2])
+            % 4
+        )
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        twin = cookie[:-1] + alphabet[alphabet.index(cookie[-1]) ^ 1]
+        assert _blob(twin) == _blob(cookie)
+        assert codec.open(twin, NOW) is None
+        assert reasons.seen == ["malformed"]
+
+    def test_padding_is_tolerated(self) -> None:
+        codec, reasons = _codec()
+        cookie = codec.seal(CLAIMS)
+        padded = cookie + "=" * (-len(cookie.split(".")[2]) % 4)
+        assert codec.open(padded, NOW) == CLAIMS
+        assert codec.open(cookie + "=", NOW) == CLAIMS
+        assert reasons.seen == []
+
+    def test_expired(self) -> None:
+        codec, reasons = _codec()
+        cookie = codec.seal(CLAIMS)
+        assert codec.open(cookie, CLAIMS.expires_at - 0.001) == CLAIMS
+        assert codec.open(cookie, CLAIMS.expires_at) is None
+        assert codec.open(cookie, CLAIMS.expires_at + 86400) is None
+        assert reasons.seen == ["expired", "expired"]
+
+    def test_audience_binding(self) -> None:
+        shop, _ = _codec(audience="https://shop.example")
+        other, reasons = _codec(audience="https://other.example")
+        assert other.open(shop.seal(CLAIMS), NOW) is None
+        assert reasons.seen == ["tampered"]
+
+    def test_session_cookie_never_opens_as_challenge(self) -> None:
+        reasons = Reasons()
+        challenges = ChallengeCodec((KEY_A,), AUDIENCE, on_invalid=reasons)
+        assert challenges.open(_codec()[0].seal(CLAIMS), NOW) is None
+        assert reasons.seen == ["tampered"]
+
+    def test_challenge_cookie_never_opens_as_session(self) -> None:
+        sessions, reasons = _codec()
+        cookie = ChallengeCodec((KEY_A,), AUDIENCE).seal(CHALLENGE)
+        assert sessions.open(cookie, NOW) is None
+        assert reasons.seen == ["tampered"]
+
+    def test_absent_is_not_counted(self) -> None:
+        codec, reasons = _codec()
+        assert codec.open(None, NOW) is None
+        assert codec.open("", NOW) is None
+        assert reasons.seen == []
+
+    def test_non_string_is_malformed(self) -> None:
+        codec, reasons = _codec()
+        assert codec.open(b"v1.x.y", NOW) is None  # type: ignore[arg-type]
+        assert reasons.seen == ["malformed"]
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            b"not json",
+            b"[]",
+            b"{}",
+            b'{"age_over":[18]}',
+            b"\xff\xfe",
+            b"[" * 100_000,
+        ],
+    )
+    def test_authentic_garbage_is_malformed(self, payload: bytes) -> None:
+        codec, reasons = _codec()
+        assert codec.open(_seal_raw(payload), NOW) is None
+        assert reasons.seen == ["malformed"]
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"extra": "x"},  # a field SessionClaims does not have
+            {"age_over": [True]},
+            {"age_over": [0]},
+            {"age_over": [18.5]},
+            {"age_over": "18"},
+            {"assurance": "platinum"},
+            {"assurance": 2},
+            {"verifier": None},
+            {"expires_at": "tomorrow"},
+            {"issued_at": True},
+        ],
+    )
+    def test_authentic_bad_fields_are_malformed(self, change: dict[str, object]) -> None:
+        codec, reasons = _codec()
+        data = json.loads(_decrypt(codec.seal(CLAIMS), KEY_A, SESSION_COOKIE))
+        data.update(change)
+        assert codec.open(_seal_raw(json.dumps(data).encode()), NOW) is None
+        assert reasons.seen == ["malformed"]
+
+    def test_non_finite_expiry_is_malformed(self) -> None:
+        codec, reasons = _codec()
+        payload = _decrypt(codec.seal(CLAIMS), KEY_A, SESSION_COOKIE)
+        forged = payload.replace(str(NOW + 3600).encode(), b"Infinity")
+        assert b"Infinity" in forged
+        assert codec.open(_seal_raw(forged), NOW) is None
+        assert reasons.seen == ["malformed"]
+
+    def test_no_keys_is_a_config_error(self) -> None:
+        with pytest.raises(ConfigError, match="no session keys"):
+            SessionCodec((), AUDIENCE)
+
+    def test_short_key_is_a_config_error(self) -> None:
+        with pytest.raises(ConfigError, match="32 bytes"):
+            SessionCodec((b"x" * 31,), AUDIENCE)
+
+    @given(st.text(max_size=300))
+    def test_random_text_never_raises(self, value: str) -> None:
+        codec = SessionCodec((KEY_A,), AUDIENCE)
+        assert codec.open(value, NOW) is None
+
+    @given(st.binary(min_size=0, max_size=200), st.sampled_from(["v1", "v0", ""]))
+    def test_random_blobs_under_our_kid_never_open(self, blob: bytes, version: str) -> None:
+        reasons = Reasons()
+        codec = SessionCodec((KEY_A,), AUDIENCE, on_invalid=reasons)
+        body = base64.urlsafe_b64encode(blob).rstrip(b"=").decode()
+        assert codec.open(f"{version}.{key_id(KEY_A)}.{body}", NOW) is None
+        assert len(reasons.seen) == 1 and reasons.seen[0] in {"malformed", "tampered"}
+
+    @given(
+        st.frozensets(st.integers(1, 99)),
+        st.frozensets(st.integers(1, 99)),
+        st.sampled_from(list(AssuranceLevel)),
+        st.text(max_size=40),
+        st.floats(0, 4e9),
+        st.floats(1, 1e6),
+    )
+    def test_round_trip_property(
+        self,
+        over: frozenset[int],
+        under: frozenset[int],
+        level: AssuranceLevel,
+        verifier: str,
+        issued: float,
+        ttl: float,
+    ) -> None:
+        claims = SessionClaims(over, under, level, verifier, issued, issued + ttl)
+        codec = SessionCodec((KEY_A,), AUDIENCE)
+        assert codec.open(codec.seal(claims), issued) == claims
+
+
+class TestChallengeCodec:
+    def test_round_trip(self) -> None:
+        codec = ChallengeCodec((KEY_A,), AUDIENCE)
+        assert codec.open(codec.seal(CHALLENGE), NOW) == CHALLENGE
+
+    def test_payload_fields(self) -> None:
+        cookie = ChallengeCodec((KEY_A,), AUDIENCE).seal(CHALLENGE)
+        data = json.loads(_decrypt(cookie, KEY_A, CHALLENGE_COOKIE))
+        assert set(data) == {
+            "nonce",
+            "state",
+            "return_path",
+            "min_age",
+            "assurance",
+            "verifiers",
+            "expires_at",
+        }
+
+    def test_rotation(self) -> None:
+        cookie = ChallengeCodec((KEY_A,), AUDIENCE).seal(CHALLENGE)
+        assert ChallengeCodec((KEY_B, KEY_A), AUDIENCE).open(cookie, NOW) == CHALLENGE
+
+    def test_expired(self) -> None:
+        reasons = Reasons()
+        codec = ChallengeCodec((KEY_A,), AUDIENCE, on_invalid=reasons)
+        cookie = codec.seal(CHALLENGE)
+        assert codec.open(cookie, CHALLENGE.expires_at) is None
+        assert reasons.seen == ["expired"]
+
+    def test_audience_binding(self) -> None:
+        reasons = Reasons()
+        cookie = ChallengeCodec((KEY_A,), "https://a.example").seal(CHALLENGE)
+        other = ChallengeCodec((KEY_A,), "https://b.example", on_invalid=reasons)
+        assert other.open(cookie, NOW) is None
+        assert reasons.seen == ["tampered"]
+
+    def test_return_path_is_rechecked_on_open(self) -> None:
+        codec = ChallengeCodec((KEY_A,), AUDIENCE)
+        unsafe = ChallengeState(
+            nonce="n",
+            state="s",
+            return_path="//evil.example/",
+            min_age=18,
+            assurance=AssuranceLevel.BASIC,
+            verifiers=(),
+            expires_at=NOW + 600,
+        )
+        opened = codec.open(codec.seal(unsafe), NOW)
+        assert opened is not None and opened.return_path == "/"
+
+    def test_bad_fields_are_malformed(self) -> None:
+        reasons = Reasons()
+        codec = ChallengeCodec((KEY_A,), AUDIENCE, on_invalid=reasons)
+        data = json.loads(_decrypt(codec.seal(CHALLENGE), KEY_A, CHALLENGE_COOKIE))
+        for change in ({"verifiers": "x"}, {"verifiers": [1]}, {"min_age": "18"}, {"x": 1}):
+            forged = _seal_raw(
+                json.dumps({**data, **change}).encode(), cookie_name=CHALLENGE_COOKIE
+            )
+            assert codec.open(forged, NOW) is None
+        assert reasons.seen == ["malformed"] * 4
+
+    @given(st.text(max_size=300))
+    def test_random_text_never_raises(self, value: str) -> None:
+        assert ChallengeCodec((KEY_A,), AUDIENCE).open(value, NOW) is None
+
+
+# --- safe_return_path: open-redirect payloads -------------------------------------------
+
+ORIGIN = "https://shop.example/x"
+EVIL = "evil.example"
+
+# Cores that, unescaped, somewhere, send a browser or a later component off-site.
+_CORES = [
+    f"//{EVIL}",
+    f"///{EVIL}",
+    f"////{EVIL}",
+    f"/\\{EVIL}",
+    f"\\/{EVIL}",
+    f"\\\\{EVIL}",
+    f"/\\/{EVIL}",
+    f"//\\{EVIL}",
+    f"https://{EVIL}",
+    f"http://{EVIL}",
+    f"HTTPS://{EVIL}",
+    f"https:{EVIL}",
+    f"https:/{EVIL}",
+    f"https:\\\\{EVIL}",
+    f"//{EVIL}@shop.example",
+    f"//shop.example@{EVIL}",
+    f"/.//{EVIL}",
+    f"/..//{EVIL}",
+    f"/a/../..//{EVIL}",
+    f"/./\\{EVIL}",
+    "javascript:alert(1)",
+    "JavaScript:alert(document.domain)",
+    "javascript://%0Aalert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    EVIL,
+    f"@{EVIL}",
+    f"/\t/{EVIL}",
+    f"/\n/{EVIL}",
+    f"/\r/{EVIL}",
+    f"/\x00/{EVIL}",
+    f"/\x7f/{EVIL}",
+    f"/\x85/{EVIL}",
+    f"/\u2028/{EVIL}",
+    f"/\u202e/{EVIL}",
+    f"/\ufeff/{EVIL}",
+    f"/%09/{EVIL}",
+    f"/%0a/{EVIL}",
+    f"/%0D%0A/{EVIL}",
+    f"/%00/{EVIL}",
+    f"/%7f/{EVIL}",
+    f"/%2F{EVIL}",
+    f"/%2f%2f{EVIL}",
+    f"/%2F/{EVIL}",
+    f"/%5C{EVIL}",
+    f"/%5c%5c{EVIL}",
+    f"/%252F{EVIL}",
+    f"/%25252F{EVIL}",
+    f"/%2525252F{EVIL}",
+    f"/%2e%2e//{EVIL}",
+    f"/%2e%2e%2f/{EVIL}",
+    f"/%2E/%2F{EVIL}",
+    f"%2F%2F{EVIL}",
+    f"%2f/{EVIL}",
+    f"\uff0f\uff0f{EVIL}",
+    f"/\uff0f{EVIL}",
+    f"/\uff3c{EVIL}",
+    f"/\ufe68{EVIL}",
+    f"/\u2215{EVIL}",
+    f"/%EF%BC%8F{EVIL}",
+    f"/?\r\nLocation: https://{EVIL}",
+    "/x\r\nSet-Cookie: __Host-agegate=forged",
+    "/x%0d%0aSet-Cookie:%20a=b",
+    f"\u3002{EVIL}",
+    f"/\\t/{EVIL}",
+]
+_PREFIXES = ["", " ", "\t", "\n", "\r\n", "\x00", "\x0b", "\u00a0", "\u3000", "\ufeff", "%20"]
+
+
+def _variants(core: str) -> list[str]:
+    from urllib.parse import quote
+
+    variants = [prefix + core for prefix in _PREFIXES]
+    once = quote(core, safe="")
+    variants += [once, once.lower(), quote(once, safe=""), quote(quote(once, safe=""), safe="")]
+    if core.startswith("/"):
+        rest = core[1:]
+        variants += ["/" + quote(rest, safe=""), "/" + quote(quote(rest, safe=""), safe="")]
+        variants += ["/" + rest.replace("/", "\\"), "/\t" + rest, "/ " + rest]
+    variants += [core.replace("/", "\\"), core.upper(), core + "\r\n", core + "#/ok"]
+    return variants
+
+
+OPEN_REDIRECT_PAYLOADS = sorted({v for core in _CORES for v in _variants(core)})
+SAFE_PATHS = [
+    ("/", "/"),
+    ("/wine/red", "/wine/red"),
+    ("/wine/red?vintage=2019&x=%2F", "/wine/red?vintage=2019&x=%2F"),
+    ("/search?q=https://other.example/", "/search?q=https://other.example/"),
+    ("/a#frag//x", "/a#frag//x"),
+    ("/caf\u00e9", "/caf%C3%A9"),
+    ("/a b", "/a%20b"),
+    ('/"<x>"', "/%22%3Cx%3E%22"),
+    ("/.agegate/status", "/.agegate/status"),
+    ("/@user", "/@user"),
+    ("/https:x", "/https:x"),
+    ("/a%2Fb", "/a%2Fb"),
+]
+
+
+def _browser_sees(location: str) -> str:
+    # The WHATWG URL parser removes tab and newline anywhere and treats "\" as "/"
+    # in special schemes; then resolve against the page we redirect from.
+    from urllib.parse import urljoin, urlsplit
+
+    cleaned = location.replace("\t", "").replace("\n", "").replace("\r", "").replace("\\", "/")
+    return urlsplit(urljoin(ORIGIN, cleaned)).netloc
+
+
+def _assert_same_origin(result: str) -> None:
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    assert result.startswith("/")
+    assert result == "/" or result[1] not in "/\\"
+    assert all(0x21 <= ord(c) <= 0x7E for c in result), "Location must be plain visible ASCII"
+    assert urlsplit(urljoin(ORIGIN, result)).netloc == "shop.example"
+    assert _browser_sees(result) == "shop.example"
+    # A component that decodes (once, twice, thrice) must still stay on-site.
+    level = result
+    for _ in range(3):
+        level = unquote(level)
+        assert _browser_sees(level) == "shop.example"
+        assert not level.split("?")[0].split("#")[0].startswith("//")
+
+
+def test_payload_list_is_large() -> None:
+    assert len(OPEN_REDIRECT_PAYLOADS) >= 500
+
+
+@pytest.mark.parametrize("payload", OPEN_REDIRECT_PAYLOADS)
+def test_open_redirect_payload_stays_on_site(payload: str) -> None:
+    _assert_same_origin(session_module.safe_return_path(payload))
+
+
+def test_every_core_attack_is_refused_outright() -> None:
+    for core in _CORES:
+        if core.startswith("/") and not core.startswith(("//", "/\\")):
+            continue  # some are harmless once encoded; the parametrized test covers them
+        assert session_module.safe_return_path(core) == "/", core
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        f"/\t/{EVIL}",
+        f"/%09/{EVIL}",
+        f"/%2F%2F{EVIL}",
+        f"/%5C{EVIL}",
+        f"/%252F%252F{EVIL}",
+        f"/\uff0f{EVIL}",
+        f"/..//{EVIL}",
+        f"/%2e%2e%2f/{EVIL}",
+        "/x\r\nSet-Cookie: a=b",
+        "/x%0d%0aSet-Cookie:%20a=b",
+        f"/\u202e{EVIL}",
+        "/" + "a" * 2048,
+    ],
+)
+def test_named_attacks_map_to_root(payload: str) -> None:
+    assert session_module.safe_return_path(payload) == "/"
+
+
+@pytest.mark.parametrize(("value", "expected"), SAFE_PATHS)
+def test_same_origin_paths_are_kept(value: str, expected: str) -> None:
+    assert session_module.safe_return_path(value) == expected
+
+
+@pytest.mark.parametrize("value", [None, "", "wine", "?x=1", "#x", 42])
+def test_non_paths_map_to_root(value: object) -> None:
+    assert session_module.safe_return_path(value) == "/"  # type: ignore[arg-type]
+
+
+def test_length_bound() -> None:
+    longest = "/" + "a" * (session_module.MAX_RETURN_PATH - 1)
+    assert session_module.safe_return_path(longest) == longest
+    assert session_module.safe_return_path(longest + "a") == "/"
+    # Encoding may not push the result past the bound either.
+    assert session_module.safe_return_path("/" + "\u00e9" * 1000) == "/"
+
+
+def test_result_is_stable() -> None:
+    for value, expected in SAFE_PATHS:
+        assert session_module.safe_return_path(expected) == expected, value
+
+
+@given(st.text(max_size=200))
+def test_any_text_stays_on_site(value: str) -> None:
+    _assert_same_origin(session_module.safe_return_path(value))
+
+
+@given(
+    st.lists(
+        st.sampled_from(["/", "\\", "%2F", "%5C", "%25", "%2e", ".", "..", "\t", "a", "?", "#"]),
+        max_size=12,
+    )
+)
+def test_adversarial_alphabet_stays_on_site(parts: list[str]) -> None:
+    _assert_same_origin(session_module.safe_return_path("/" + "".join(parts)))
+
+
+@given(
+    st.from_regex(
+        r"/[a-z0-9._~-]{1,12}(/[a-z0-9._~-]{1,12}){0,4}(\?[a-z0-9=&]{0,12})?", fullmatch=True
+    )
+)
+def test_ordinary_paths_are_unchanged(value: str) -> None:
+    if "//" in value.split("?", maxsplit=1)[0]:
+        return
+    assert session_module.safe_return_path(value) == value
