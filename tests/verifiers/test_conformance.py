@@ -1,0 +1,121 @@
+"""verifier check: every deviation of a sample token is reported, one finding each."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.verifiers.tokens import (
+    AUDIENCE,
+    DROP,
+    ISSUER,
+    NONCE,
+    NOW,
+    Signer,
+    good_claims,
+    make_signer,
+    pyjwt_token,
+    write_jwks,
+)
+from verifiers import conformance
+from verifiers.conformance import check_token, load_jwks, run_check
+
+
+def codes(signer: Signer, token: str, **kwargs: object) -> list[str]:
+    options: dict[str, object] = {
+        "issuer": ISSUER,
+        "jwks": {"keys": [signer.public_jwk]},
+        "audience": AUDIENCE,
+        "nonce": NONCE,
+        "now": NOW,
+        **kwargs,
+    }
+    return [f.code for f in check_token(token, **options)]  # type: ignore[arg-type]
+
+
+def test_public_names_import() -> None:
+    for name in conformance.__all__:
+        assert getattr(conformance, name) is not None
+
+
+def test_conforming_token_has_no_findings(signer: Signer) -> None:
+    assert codes(signer, pyjwt_token(signer, good_claims())) == []
+
+
+def test_every_deviation_is_reported(signer: Signer) -> None:
+    claims = good_claims(
+        iss="https://evil.example",
+        aud="https://other.example",
+        iat=int(NOW) - 10,
+        exp=int(NOW) + 3600,
+        jti=DROP,
+        nonce="foreign",
+        birthdate="2000-01-01",
+        tracking="x",
+        age_over_18=DROP,
+    )
+    found = codes(signer, pyjwt_token(signer, claims, typ="JWT"))
+    assert found == [
+        "bad_type",
+        "wrong_issuer",
+        "wrong_audience",
+        "lifetime_too_long",
+        "missing_jti",
+        "wrong_nonce",
+        "identity_claim",
+        "undisclosed_claim",
+        "no_age_claim",
+    ]
+
+
+def test_key_problems_are_reported(signer: Signer) -> None:
+    other = make_signer("ES256", kid=signer.kid)
+    assert codes(signer, pyjwt_token(other, good_claims())) == ["bad_signature"]
+    assert codes(signer, pyjwt_token(signer, good_claims(), kid="nope")) == ["unknown_kid"]
+    assert codes(signer, pyjwt_token(signer, good_claims(), kid=None)) == ["unknown_kid"]
+    jwks = {"keys": [signer.public_jwk, {"kty": "oct", "kid": "h", "k": "AA"}]}
+    assert codes(signer, pyjwt_token(signer, good_claims()), jwks=jwks) == ["jwks_invalid"]
+
+
+def test_unknown_audience_and_nonce_check_presence_only(signer: Signer) -> None:
+    token = pyjwt_token(signer, good_claims(nonce="whatever"))
+    assert codes(signer, token, audience=None, nonce=None) == []
+    token = pyjwt_token(signer, good_claims(nonce=DROP, aud=DROP))
+    assert codes(signer, token, audience=None, nonce=None) == ["wrong_audience", "missing_nonce"]
+
+
+def test_malformed_token_is_one_finding(signer: Signer) -> None:
+    assert codes(signer, "not-a-token") == ["malformed"]
+
+
+def test_custom_lifetime(signer: Signer) -> None:
+    token = pyjwt_token(signer, good_claims(iat=int(NOW), exp=int(NOW) + 120))
+    assert codes(signer, token, max_lifetime=60) == ["lifetime_too_long"]
+
+
+async def test_load_jwks_from_file(tmp_path: Path, signer: Signer) -> None:
+    path = write_jwks(tmp_path / "jwks.json", [signer])
+    assert await load_jwks(str(path)) == json.loads(path.read_text())
+    with pytest.raises(ValueError, match="could not be read"):
+        await load_jwks(str(tmp_path / "missing.json"))
+
+
+def test_run_check_output_and_exit_codes(tmp_path: Path, signer: Signer) -> None:
+    path = str(write_jwks(tmp_path / "jwks.json", [signer]))
+    common = {"issuer": ISSUER, "jwks_source": path, "audience": AUDIENCE, "nonce": NONCE}
+    out = io.StringIO()
+    token = pyjwt_token(signer, good_claims())
+    assert run_check(token=token, out=out, now=NOW, **common) == 0
+    assert out.getvalue().startswith("ok:")
+    out = io.StringIO()
+    bad = pyjwt_token(signer, good_claims(sub="u1", jti=DROP))
+    assert run_check(token=bad, out=out, now=NOW, **common) == 1
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["missing_jti", "identity_claim"]
+    assert "u1" not in out.getvalue()  # claim names, never values
+    out = io.StringIO()
+    common["jwks_source"] = str(tmp_path / "missing.json")
+    assert run_check(token=token, out=out, now=NOW, **common) == 2
