@@ -47,7 +47,7 @@ import httptools
 __all__ = ["UpstreamServer", "pattern_bytes", "serve_forever"]
 
 _BLOCK = bytes(range(256)) * 1024  # 256 KiB, so streamed bytes are checkable by position
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _REASONS = {
     100: "Continue",
     103: "Early Hints",

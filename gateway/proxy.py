@@ -1,0 +1,300 @@
+"""The streaming reverse proxy: one ASGI request in, one upstream exchange out.
+
+Raw ASGI, no framework on this path (SPEC §1: it is the hot path).  Bodies
+stream both ways with bounded memory; ASGI server back-pressure (uvicorn's
+``send`` waits while the client is slow) pauses reading from the upstream.
+
+What the client sees:
+
+- the upstream's status, headers (minus hop-by-hop ones; repeated fields such as
+  ``Set-Cookie`` kept separate) and bytes;
+- ``413`` when the request body is larger than ``max_request_body``;
+- ``502 upstream_unavailable`` / ``504 upstream_timeout`` as problem responses
+  when the upstream fails before its response head;
+- a dropped connection when it fails after the head: a response that has started
+  cannot become an error, and a truncated body must not look complete.  ``forward``
+  then returns without finishing the response, which makes the ASGI server close
+  the connection.
+
+WebSocket scopes are relayed by :mod:`gateway.proxy_ws`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Collection, Sequence
+from urllib.parse import quote
+
+from gateway.errors import UpstreamError
+from gateway.forwarding import (
+    Network,
+    downstream_response_headers,
+    is_trusted,
+    upstream_request_headers,
+)
+from gateway.problem import send_problem
+from gateway.proxy_ws import relay_websocket
+from gateway.types import Receive, Scope, Send
+from gateway.upstream import (
+    AiohttpClient,
+    BodyAborted,
+    RequestBody,
+    UpstreamClient,
+    UpstreamResponse,
+    header_value,
+    make_client,
+)
+
+__all__ = ["CLIENT_GONE", "Proxy"]
+
+log = logging.getLogger("agegate.proxy")
+
+CLIENT_GONE = 499  # nginx's code for "the client closed the connection first"; never sent
+_NO_BODY_STATUSES = frozenset({204, 304})
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+
+
+class _RequestBody:
+    """Reads the ASGI request body lazily, counting it against the limit."""
+
+    __slots__ = ("done", "first", "gone", "limit", "receive", "too_large")
+
+    def __init__(self, receive: Receive, limit: int, first: bytes | None) -> None:
+        self.receive = receive
+        self.limit = limit
+        self.first = first
+        self.done = False
+        self.gone = False
+        self.too_large = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        size = 0
+        if self.first is not None:
+            size = len(self.first)
+            yield self.first
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise BodyAborted("the client went away while sending the body")
+            data = message.get("body", b"")
+            size += len(data)
+            if size > self.limit:
+                self.too_large = True
+                raise BodyAborted("the request body is too large")
+            if data:
+                yield data
+            if not message.get("more_body", False):
+                self.done = True
+                return
+
+
+def _target(path: str, query: bytes) -> bytes:
+    # The canonical path is already percent-encoded except where it decoded
+    # unreserved characters; anything else non-ASCII is encoded here.
+    raw = path.encode("ascii") if path.isascii() and " " not in path else None
+    if raw is None:
+        raw = quote(path, safe=_PATH_SAFE).encode("ascii")
+    return raw + b"?" + query if query else raw
+
+
+class Proxy:
+    """Forwards allowed requests to the site's upstream."""
+
+    def __init__(
+        self,
+        *,
+        upstream: str,
+        connect_timeout: float,
+        read_timeout: float,
+        trusted_proxies: Sequence[Network],
+        forward_client_ip: bool,
+        strip_cookie_names: Collection[bytes],
+        max_request_body: int,
+        client: str = "pool",
+    ) -> None:
+        self.upstream = upstream.rstrip("/")
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._trusted = tuple(trusted_proxies)
+        self._forward_client_ip = forward_client_ip
+        self._strip_cookies = frozenset(strip_cookie_names)
+        self._max_body = max_request_body
+        self._kind = client
+        self._client: UpstreamClient | None = None
+        self._ws: AiohttpClient | None = None
+        make_client(client, self.upstream, connect_timeout=1, read_timeout=1)  # validate kind
+
+    async def start(self) -> None:
+        """Create the upstream client(s); call once from the app lifespan."""
+        self._ws = AiohttpClient(
+            self.upstream, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout
+        )
+        await self._ws.start()
+        if self._kind == "aiohttp":
+            self._client = self._ws
+        else:
+            self._client = make_client(
+                self._kind,
+                self.upstream,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+            )
+            await self._client.start()
+
+    async def close(self) -> None:
+        """Close every upstream connection."""
+        if self._client is not None and self._client is not self._ws:
+            await self._client.close()
+        if self._ws is not None:
+            await self._ws.close()
+        self._client = self._ws = None
+
+    def _headers(
+        self, scope: Scope, add_headers: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        client = scope.get("client")
+        client_ip = client[0] if client else None
+        scheme = scope.get("scheme", "http")
+        if scheme in ("ws", "wss"):
+            scheme = "http" if scheme == "ws" else "https"
+        return upstream_request_headers(
+            headers,
+            client_ip=client_ip,
+            scheme=scheme,
+            host=header_value(headers, b"host") or b"",
+            trusted_peer=is_trusted(client_ip, self._trusted),
+            forward_client_ip=self._forward_client_ip,
+            strip_cookie_names=self._strip_cookies,
+            add=add_headers,
+        )
+
+    async def forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        path: str,
+        query: bytes,
+        add_headers: Sequence[tuple[bytes, bytes]],
+    ) -> int:
+        """Proxy one ASGI request to the upstream; the status sent to the client.
+
+        ``path`` is the canonical path and ``query`` the raw query string.
+        Returns :data:`CLIENT_GONE` when the client left before a response.
+        """
+        if self._client is None or self._ws is None:
+            raise RuntimeError("Proxy.start() was not called")
+        target = _target(path, query)
+        headers = self._headers(scope, add_headers)
+        if scope["type"] == "websocket":
+            return await relay_websocket(self._ws, scope, receive, send, target, headers)
+        method: str = scope["method"]
+        accept = header_value(scope["headers"], b"accept")
+        head = method == "HEAD"
+        length = header_value(headers, b"content-length")
+        body: RequestBody
+        reader = _RequestBody(receive, self._max_body, None)
+        if length is not None:
+            if not length.isdigit():
+                await send_problem(
+                    send,
+                    400,
+                    "bad_content_length",
+                    "the Content-Length header is not a number",
+                    accept=accept,
+                    head=head,
+                )
+                return 400
+            if int(length) > self._max_body:
+                return await self._too_large(send, accept, head)
+        chunked = header_value(scope["headers"], b"transfer-encoding") is not None
+        if length in (None, b"0") and not chunked:
+            body, reader.done = b"", True  # no body: the common GET never awaits receive()
+        elif header_value(headers, b"expect") is not None:
+            body = reader.chunks()  # read only when the upstream asks for it (100-continue)
+        else:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return CLIENT_GONE
+            first = message.get("body", b"")
+            if len(first) > self._max_body:
+                return await self._too_large(send, accept, head)
+            if message.get("more_body", False):
+                reader.first = first
+                body = reader.chunks()
+            else:
+                body, reader.done = first, True
+        try:
+            response = await self._client.request(method, target, headers, body)
+        except (UpstreamError, BodyAborted) as exc:
+            if reader.too_large:
+                return await self._too_large(send, accept, head)
+            if reader.gone:
+                return CLIENT_GONE
+            if not isinstance(exc, UpstreamError):
+                raise
+            log.warning("upstream failed", extra={"event": "upstream_error", "reason": exc.reason})
+            await send_problem(send, exc.status, exc.reason, str(exc), accept=accept, head=head)
+            return exc.status
+        try:
+            return await self._relay_response(response, receive, send, head, reader.done)
+        finally:
+            response.release()
+
+    async def _too_large(self, send: Send, accept: bytes | None, head: bool) -> int:
+        detail = f"the request body is larger than {self._max_body} bytes"
+        await send_problem(
+            send,
+            413,
+            "body_too_large",
+            detail,
+            accept=accept,
+            head=head,
+            headers=[(b"connection", b"close")],
+        )
+        return 413
+
+    async def _relay_response(
+        self, response: UpstreamResponse, receive: Receive, send: Send, head: bool, idle: bool
+    ) -> int:
+        status = response.status
+        headers = downstream_response_headers(response.headers)
+        bodyless = head or status in _NO_BODY_STATUSES
+        if status in _NO_BODY_STATUSES:
+            # uvicorn would expect that many body bytes; a 204/304 has none.
+            headers = [(k, v) for k, v in headers if k != b"content-length"]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if bodyless:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return status
+        watcher: asyncio.Task[None] | None = None
+        gone = asyncio.Event()
+        try:
+            while True:
+                try:
+                    data, more = await response.read()
+                except UpstreamError as exc:
+                    log.warning(
+                        "upstream broke off the response",
+                        extra={"event": "upstream_aborted", "reason": exc.reason},
+                    )
+                    return status  # response left unfinished: the server drops the connection
+                await send({"type": "http.response.body", "body": data, "more_body": more})
+                if not more or gone.is_set():
+                    return status
+                if watcher is None and idle:
+                    # A long body: stop reading the upstream once the client has left.
+                    watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
