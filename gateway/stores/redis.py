@@ -66,9 +66,6 @@ class RedisStore:
             socket_timeout=op_timeout,
             retry=Retry(NoBackoff(), 1),
             decode_responses=False,
-            # No CLIENT SETINFO round trip on every new connection.
-            lib_name=None,
-            lib_version=None,
         )
         self._rate_script = self._client.register_script(_RATE_SCRIPT)
 

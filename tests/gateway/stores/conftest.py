@@ -1,0 +1,70 @@
+"""Fixtures for the store tests: a shared real redis-server, and stores on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from gateway.nonces import derive_key
+from gateway.stores.memory import MemoryStore
+from gateway.stores.redis import RedisStore
+from tests.support.redis import RedisServer, redis_server_fixture
+
+HMAC_KEY = derive_key(b"\x01" * 32, "store-hmac")
+
+# One redis-server for the whole run, flushed before each test.
+redis_server = redis_server_fixture("session")
+# A server of its own, for tests that kill or stop it.
+own_redis_server = redis_server_fixture("function")
+
+
+class FakeClock:
+    """A settable wall clock for expiry tests."""
+
+    def __init__(self, now: float = 1_750_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def redis_stores(
+    redis_server: RedisServer,
+) -> AsyncIterator[Callable[..., RedisStore]]:
+    """A factory of RedisStore instances on the shared server, all closed afterwards."""
+    made: list[RedisStore] = []
+
+    def make(**kwargs: object) -> RedisStore:
+        store = RedisStore(redis_server.url, kwargs.pop("key", HMAC_KEY), **kwargs)  # type: ignore[arg-type]
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[MemoryStore | RedisStore]:
+    """Each store kind in turn, for the behaviour both must share."""
+    if request.param == "memory":
+        memory = MemoryStore(HMAC_KEY, clock=clock)
+        yield memory
+        await memory.close()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    redis_store = RedisStore(server.url, HMAC_KEY, clock=clock)
+    yield redis_store
+    await redis_store.close()

@@ -1,0 +1,131 @@
+"""Behaviour every store shares (gateway/stores/__init__.py contract), on memory and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.stores import RETENTION_MARGIN, RateDecision, Store, open_store, record_digest
+from gateway.stores.memory import MemoryStore
+from gateway.stores.redis import RedisStore
+from tests.gateway.stores.conftest import HMAC_KEY, FakeClock
+from verifiers.base import ReplayGuard
+
+NOW = 1_750_000_000.0
+
+
+@pytest.mark.parametrize(
+    "module", ["gateway.stores", "gateway.stores.memory", "gateway.stores.redis"]
+)
+def test_public_names_import(module: str) -> None:
+    loaded = importlib.import_module(module)
+    for name in loaded.__all__:
+        assert getattr(loaded, name) is not None
+
+
+def test_both_stores_satisfy_the_protocols() -> None:
+    # Static check (mypy) and runtime shape: both are Stores and ReplayGuards.
+    stores: list[Store] = [MemoryStore(HMAC_KEY), RedisStore("redis://127.0.0.1:1/0", HMAC_KEY)]
+    guards: list[ReplayGuard] = list(stores)
+    assert [s.shared for s in stores] == [False, True]
+    assert len(guards) == 2
+
+
+async def test_consume_once(store: Store) -> None:
+    assert await store.consume("jti:https://issuer.example", "token-1", NOW + 300)
+    assert not await store.consume("jti:https://issuer.example", "token-1", NOW + 300)
+    assert await store.consume("jti:https://issuer.example", "token-2", NOW + 300)
+
+
+async def test_namespaces_are_separate(store: Store) -> None:
+    assert await store.consume("nonce", "same-text", NOW + 300)
+    assert await store.consume("jti:https://issuer.example", "same-text", NOW + 300)
+    assert not await store.consume("nonce", "same-text", NOW + 300)
+
+
+async def test_already_expired_value_is_still_recorded(store: Store) -> None:
+    # Verifiers accept tokens up to 30 s past exp: a record must outlive exp.
+    assert await store.consume("jti:x", "late", NOW - 10)
+    assert not await store.consume("jti:x", "late", NOW - 10)
+
+
+async def test_concurrent_consumers_one_winner(store: Store) -> None:
+    results = await asyncio.gather(*(store.consume("nonce", "n-race", NOW + 60) for _ in range(50)))
+    assert results.count(True) == 1
+
+
+async def test_rate_limit_fixed_window(store: Store, clock: FakeClock) -> None:
+    decisions = [await store.rate_limit("bucket-a", 3, 60.0) for _ in range(5)]
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert decisions[0] == RateDecision(allowed=True, retry_after=0.0)
+    assert 0 < decisions[-1].retry_after <= 60.0
+    assert (await store.rate_limit("bucket-b", 3, 60.0)).allowed
+
+
+async def test_ping(store: Store) -> None:
+    assert await store.ping()
+
+
+def test_record_digest_is_keyed_and_unambiguous() -> None:
+    digest = record_digest(HMAC_KEY, "nonce", "abc")
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert digest != record_digest(b"\x02" * 32, "nonce", "abc")
+    assert digest != record_digest(HMAC_KEY, "jti", "abc")
+    # Length prefix: moving characters between namespace and value changes the digest.
+    assert record_digest(HMAC_KEY, "ab", "c") != record_digest(HMAC_KEY, "a", "bc")
+    assert record_digest(HMAC_KEY, "a\x00", "b") != record_digest(HMAC_KEY, "a", "\x00b")
+
+
+def test_retention_margin_covers_token_skew() -> None:
+    assert RETENTION_MARGIN >= 30
+
+
+class TestOpenStore:
+    def test_memory(self) -> None:
+        store = open_store("memory://", HMAC_KEY)
+        assert isinstance(store, MemoryStore) and not store.shared
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "redis://127.0.0.1:6379/0",
+            "redis://localhost",
+            "redis://:secret@127.0.0.1:6380/2",
+            "rediss://redis.internal:6380/0",
+        ],
+    )
+    def test_redis(self, url: str) -> None:
+        store = open_store(url, HMAC_KEY)
+        assert isinstance(store, RedisStore) and store.shared
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "",
+            "memcached://127.0.0.1",
+            "memory://somewhere",
+            "memory:///path",
+            "memory://?size=3",
+            "redis://",
+            "redis:///0",
+            "redis://127.0.0.1:6379/zero",
+            "redis://127.0.0.1:notaport/0",
+            "redis://127.0.0.1:99999/0",
+            "redis://127.0.0.1:6379/0#frag",
+        ],
+    )
+    def test_bad_urls(self, url: str) -> None:
+        with pytest.raises(ConfigError):
+            open_store(url, HMAC_KEY)
+
+    def test_password_is_not_echoed(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            open_store("redis://:hunter2@127.0.0.1:6379/x", HMAC_KEY)
+        assert "hunter2" not in str(info.value)
+
+    def test_short_hmac_key(self) -> None:
+        with pytest.raises(ConfigError, match="16 bytes"):
+            open_store("memory://", b"short")
