@@ -1,0 +1,44 @@
+"""Fixtures for the policy tests: build policies from YAML text in one line."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.policy import Policy, parse_policy_text
+
+PolicyFactory = Callable[..., Policy]
+
+HEADER = """\
+version: 1
+defaults:
+  verifiers: [ref]
+"""
+
+
+@pytest.fixture
+def make_policy() -> PolicyFactory:
+    """``make_policy(routes_yaml, defaults=..., tests=...)`` -> Policy (source "p.yaml")."""
+
+    def build(routes: str, *, header: str = HEADER, tests: str = "", **kwargs: object) -> Policy:
+        text = header + "routes:\n" + textwrap.indent(textwrap.dedent(routes), "  ")
+        if tests:
+            text += "tests:\n" + textwrap.indent(textwrap.dedent(tests), "  ")
+        return parse_policy_text(text, source="p.yaml", **kwargs)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Callable[[str, str], str]:
+    """``write_file(name, text)`` -> path of a file holding ``text`` (dedented)."""
+
+    def write(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return str(path)
+
+    return write
