@@ -48,6 +48,8 @@ TOKEN_TYPE = "age-token+jwt"  # noqa: S105 (a media type, not a secret)
 DEFAULT_MAX_LIFETIME = 300.0
 ALGORITHMS = ("ES256", "ES384", "EdDSA", "PS256")
 MIN_RSA_BITS = 2048
+MAX_ID_LENGTH = 512  # jti and nonce: gateways refuse longer ones rather than store them
+MAX_METHOD_LENGTH = 64
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -186,9 +188,11 @@ def _checked_age_over(age_over: Mapping[int, bool]) -> dict[str, bool]:
     return claims
 
 
-def _non_empty(name: str, value: object) -> str:
+def _non_empty(name: str, value: object, max_length: int | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string")
+    if max_length is not None and len(value) > max_length:
+        raise ValueError(f"{name} must be at most {max_length} characters")
     return value
 
 
@@ -227,8 +231,12 @@ def issue_age_token(
     claims["iat"] = issued_at
     # Rounded down so that exp - iat never exceeds the lifetime the caller asked for.
     claims["exp"] = issued_at + math.floor(lifetime)
-    claims["jti"] = _non_empty("jti", jti) if jti is not None else _b64url(secrets.token_bytes(16))
-    claims["nonce"] = _non_empty("nonce", nonce)
+    claims["jti"] = (
+        _non_empty("jti", jti, MAX_ID_LENGTH)
+        if jti is not None
+        else _b64url(secrets.token_bytes(16))
+    )
+    claims["nonce"] = _non_empty("nonce", nonce, MAX_ID_LENGTH)
     claims.update(_checked_age_over(age_over))
     if assurance_level is not None:
         try:
@@ -236,6 +244,6 @@ def issue_age_token(
         except ValueError as exc:
             raise ValueError(str(exc)) from None
     if age_method is not None:
-        claims["age_method"] = _non_empty("age_method", age_method)
+        claims["age_method"] = _non_empty("age_method", age_method, MAX_METHOD_LENGTH)
     header = {"typ": TOKEN_TYPE, "kid": kid or public_jwk(key)["kid"]}
     return jwt.encode(claims, key, algorithm=alg, headers=header)

@@ -169,6 +169,9 @@ def test_fractional_lifetime_never_exceeds_request() -> None:
         {"nonce": ""},
         {"assurance_level": "gold"},
         {"age_method": ""},
+        {"age_method": "m" * 65},
+        {"nonce": "n" * 513},
+        {"jti": "j" * 513},
     ],
 )
 def test_refuses_empty_or_unknown_values(overrides: dict[str, object]) -> None:
