@@ -48,9 +48,8 @@ __all__ = [
 ]
 
 VERIFIER_NAME = "reference-token"
-# The example policy's restricted routes ask for "standard" assurance; the
-# reference verifier only simulates a check, so in the demo it claims that level.
-DEMO_ASSURANCE = "standard"
+# The reference verifier only simulates a check, so it claims the lowest useful level.
+DEMO_ASSURANCE = "basic"
 _HOST = "127.0.0.1"
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0

@@ -49,7 +49,6 @@ DEMO_POLICY = textwrap.dedent(
       - name: wine
         path: /wine/**
         min_age: 18
-        assurance: standard
       - name: api
         path: /api/**
         min_age: 18
@@ -167,7 +166,7 @@ def test_public_names_import() -> None:
 class Demo:
     """``run_demo`` in a child process (it owns signal handlers, so it needs a main thread)."""
 
-    def __init__(self, policy: Path, tmpdir: Path) -> None:
+    def __init__(self, policy: Path | None, tmpdir: Path) -> None:
         self.tmpdir = tmpdir
         self.ports = DemoPorts(free_port(), free_port(), free_port(), free_port())
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGEGATE_")}
@@ -178,13 +177,13 @@ class Demo:
             AGEGATE_DEMO_ADMIN_PORT=str(self.ports.admin),
             TMPDIR=str(tmpdir),  # where the runner makes its throwaway directory
         )
+        argument = "" if policy is None else f"policy=Path({str(policy)!r})"
         code = (
             "import sys; from pathlib import Path; from gateway.demo.runner import run_demo; "
-            f"sys.exit(run_demo(policy=Path({str(policy)!r})))"
+            f"sys.exit(run_demo({argument}))"
         )
         self.process = subprocess.Popen(
             [sys.executable, "-c", code],
-            check=False,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -198,10 +197,11 @@ class Demo:
         return self.process.returncode, output
 
 
-@pytest.fixture
-def demo(policy: Path, tmp_path: Path) -> Iterator[Demo]:
+@pytest.fixture(params=["example-policy", "test-policy"])
+def demo(request: pytest.FixtureRequest, policy: Path, tmp_path: Path) -> Iterator[Demo]:
+    """The demo as `agegate demo` runs it (policies/example.yaml), and with this file's policy."""
     (tmp_path / "tmp").mkdir()
-    running = Demo(policy, tmp_path / "tmp")
+    running = Demo(None if request.param == "example-policy" else policy, tmp_path / "tmp")
     try:
         wait_for_port(running.ports.gateway, timeout=30)
         yield running
@@ -271,7 +271,7 @@ def test_demo_serves_the_adult_flow_and_stops_on_sigint(demo: Demo) -> None:
     page, session = _browser_flow(demo, "1984-07-09")
     assert page.status_code == 200, page.text
     assert "<code>X-Agegate-Age-Over</code></th><td>18</td>" in page.text
-    assert "<code>X-Agegate-Assurance</code></th><td>standard</td>" in page.text
+    assert "<code>X-Agegate-Assurance</code></th><td>basic</td>" in page.text
     status = httpx.get(
         f"http://127.0.0.1:{demo.ports.gateway}/.agegate/status",
         headers={"host": f"localhost:{demo.ports.gateway}", "cookie": f"__Host-agegate={session}"},
