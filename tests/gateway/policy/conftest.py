@@ -19,7 +19,7 @@ defaults:
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_policy() -> PolicyFactory:
     """``make_policy(routes_yaml, defaults=..., tests=...)`` -> Policy (source "p.yaml")."""
 

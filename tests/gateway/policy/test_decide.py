@@ -1,0 +1,260 @@
+"""decide(): the decision table, report-only, jurisdictions, hosts and methods, purity."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.policy import (
+    NO_MATCH,
+    REASONS,
+    Decision,
+    Outcome,
+    Policy,
+    RequestFacts,
+    SessionClaims,
+    decide,
+)
+from verifiers.base import AssuranceLevel
+
+NOW = 1_700_000_000.0
+
+ROUTES = """
+- name: static
+  path: /static/**
+  action: allow
+- name: admin
+  path: /admin/**
+  action: deny
+- name: wine
+  methods: [GET, HEAD, POST]
+  path: /wine/**
+  min_age: 18
+  assurance: standard
+  verifiers: [ref, pp]
+  session_ttl: 30m
+  jurisdictions:
+    US: {min_age: 21}
+    GB: {assurance: enhanced}
+- name: shop-beer
+  hosts: [shop.example]
+  path: /beer/*
+  min_age: 16
+- name: audit
+  path: /audit/**
+  min_age: 18
+  mode: report-only
+- name: audit-deny
+  path: /old/**
+  action: deny
+  mode: report-only
+- name: rest
+  path: /**
+  methods: [GET, HEAD]
+  action: allow
+"""
+
+
+@pytest.fixture
+def policy(make_policy) -> Policy:
+    return make_policy(ROUTES)
+
+
+def claims(
+    over: set[int] = frozenset({18}),  # type: ignore[assignment]
+    under: set[int] = frozenset(),  # type: ignore[assignment]
+    assurance: AssuranceLevel = AssuranceLevel.STANDARD,
+    verifier: str = "ref",
+    expires_at: float = NOW + 600,
+) -> SessionClaims:
+    return SessionClaims(
+        frozenset(over), frozenset(under), assurance, verifier, NOW - 60, expires_at
+    )
+
+
+def facts(path: str, method: str = "GET", host: str = "localhost", where: str | None = None):
+    return RequestFacts(method, host, path, where)
+
+
+@pytest.mark.parametrize(
+    ("session", "outcome", "reason"),
+    [
+        (None, Outcome.CHALLENGE, "no_session"),
+        (claims(expires_at=NOW), Outcome.CHALLENGE, "session_expired"),
+        (claims(expires_at=NOW - 1), Outcome.CHALLENGE, "session_expired"),
+        (claims(verifier="other"), Outcome.CHALLENGE, "verifier_not_accepted"),
+        (claims(verifier="other", under={16}), Outcome.CHALLENGE, "verifier_not_accepted"),
+        (claims(over=set(), under={18}), Outcome.DENY, "proven_under"),
+        (claims(over=set(), under={16}), Outcome.DENY, "proven_under"),  # under 16 => under 18
+        (claims(over=set(), under={21}), Outcome.CHALLENGE, "age_not_proven"),  # under 21: unknown
+        (claims(over={16}), Outcome.CHALLENGE, "age_not_proven"),
+        (claims(over=set()), Outcome.CHALLENGE, "age_not_proven"),
+        (claims(over={18}, assurance=AssuranceLevel.BASIC), Outcome.CHALLENGE, "assurance_too_low"),
+        (claims(over={18}), Outcome.ALLOW, "session_ok"),
+        (claims(over={21}), Outcome.ALLOW, "session_ok"),  # over 21 => over 18
+        (claims(over={13, 16, 18}, under={21}), Outcome.ALLOW, "session_ok"),
+        (claims(over={18}, assurance=AssuranceLevel.STRICT), Outcome.ALLOW, "session_ok"),
+        (claims(verifier="pp"), Outcome.ALLOW, "session_ok"),
+    ],
+)
+def test_protected_rule_decision_table(
+    policy: Policy, session: SessionClaims | None, outcome: Outcome, reason: str
+) -> None:
+    decision = decide(facts("/wine/red"), session, policy, NOW)
+    assert (decision.outcome, decision.reason) == (outcome, reason)
+    assert decision.rule == "wine"
+    assert decision.enforced
+    assert decision.effective is outcome
+    requirement = decision.requirement
+    assert requirement is not None
+    assert (requirement.min_age, requirement.assurance) == (18, AssuranceLevel.STANDARD)
+    assert requirement.verifiers == ("ref", "pp")
+    assert requirement.session_ttl == 1800.0
+
+
+def test_allow_and_deny_rules(policy: Policy) -> None:
+    allow = decide(facts("/static/app.css"), None, policy, NOW)
+    assert allow == Decision(Outcome.ALLOW, True, "static", "public", None)
+    deny = decide(facts("/admin/users"), claims(over={99}), policy, NOW)
+    assert deny == Decision(Outcome.DENY, True, "admin", "denied_by_rule", None)
+
+
+def test_no_matching_rule_denies_fail_closed(policy: Policy) -> None:
+    decision = decide(facts("/anything", method="DELETE"), None, policy, NOW)
+    assert decision == NO_MATCH
+    assert (decision.outcome, decision.reason, decision.rule) == (
+        Outcome.DENY,
+        "no_matching_rule",
+        None,
+    )
+    assert decision.enforced and decision.effective is Outcome.DENY
+
+
+def test_methods_restrict_a_rule(policy: Policy) -> None:
+    assert decide(facts("/wine/red", "POST"), None, policy, NOW).rule == "wine"
+    assert decide(facts("/wine/red", "head"), None, policy, NOW).rule == "wine"
+    # PUT is not in wine's methods and not in rest's: nothing matches.
+    assert decide(facts("/wine/red", "PUT"), None, policy, NOW).reason == "no_matching_rule"
+
+
+def test_hosts_restrict_a_rule_ignoring_case_and_port(policy: Policy) -> None:
+    on_shop = decide(facts("/beer/pils", host="shop.example"), None, policy, NOW)
+    assert (on_shop.rule, on_shop.outcome) == ("shop-beer", Outcome.CHALLENGE)
+    for host in ("SHOP.Example", "shop.example:8443", "shop.example."):
+        assert policy.match("GET", host, "/beer/pils").name == "shop-beer"
+    elsewhere = decide(facts("/beer/pils", host="other.example"), None, policy, NOW)
+    assert (elsewhere.rule, elsewhere.outcome) == ("rest", Outcome.ALLOW)
+    assert policy.match("GET", None, "/beer/pils").name == "rest"
+
+
+def test_jurisdiction_overrides_min_age_and_assurance(policy: Policy) -> None:
+    adult = claims(over={18})
+    assert decide(facts("/wine/x"), adult, policy, NOW).outcome is Outcome.ALLOW
+    us = decide(facts("/wine/x", where="US"), adult, policy, NOW)
+    assert (us.outcome, us.reason, us.requirement.min_age) == (
+        Outcome.CHALLENGE,
+        "age_not_proven",
+        21,
+    )
+    assert decide(facts("/wine/x", where="US"), claims(over={21}), policy, NOW).outcome == "allow"
+    assert decide(facts("/wine/x", where="US-UT"), adult, policy, NOW).requirement.min_age == 21
+    gb = decide(facts("/wine/x", where="GB"), adult, policy, NOW)
+    assert (gb.reason, gb.requirement.min_age) == ("assurance_too_low", 18)
+    assert gb.requirement.assurance is AssuranceLevel.ENHANCED
+    assert decide(facts("/wine/x", where="FR"), adult, policy, NOW).outcome is Outcome.ALLOW
+
+
+def test_report_only_computes_the_outcome_but_does_not_enforce(policy: Policy) -> None:
+    decision = decide(facts("/audit/page"), None, policy, NOW)
+    assert (decision.outcome, decision.reason, decision.rule) == (
+        Outcome.CHALLENGE,
+        "no_session",
+        "audit",
+    )
+    assert not decision.enforced
+    assert decision.effective is Outcome.ALLOW
+    under = decide(facts("/audit/page"), claims(over=set(), under={18}), policy, NOW)
+    assert (under.outcome, under.effective) == (Outcome.DENY, Outcome.ALLOW)
+    denied = decide(facts("/old/x"), None, policy, NOW)
+    assert (denied.outcome, denied.enforced, denied.effective) == (
+        Outcome.DENY,
+        False,
+        Outcome.ALLOW,
+    )
+
+
+def test_defaults_mode_report_only_applies_to_rules_but_not_to_no_match(make_policy) -> None:
+    policy = make_policy(
+        "- {name: a, path: /a, min_age: 18}",
+        header="version: 1\ndefaults: {verifiers: [ref], mode: report-only}\n",
+    )
+    assert not decide(facts("/a"), None, policy, NOW).enforced
+    assert decide(facts("/b"), None, policy, NOW).effective is Outcome.DENY
+
+
+def test_case_insensitive_policy_matches_any_case(make_policy) -> None:
+    policy = make_policy(
+        "- {name: wine, path: /wine/**, min_age: 18}\n- {name: rest, path: /**, action: allow}",
+        header="version: 1\ndefaults: {verifiers: [ref], case_insensitive: true}\n",
+    )
+    assert decide(facts("/WiNe/red"), None, policy, NOW).rule == "wine"
+    sensitive = make_policy(
+        "- {name: wine, path: /wine/**, min_age: 18}\n- {name: rest, path: /**, action: allow}"
+    )
+    # Case-sensitive is the default: the operator must opt in for case-blind upstreams.
+    assert decide(facts("/WiNe/red"), None, sensitive, NOW).rule == "rest"
+
+
+def test_first_match_wins(make_policy) -> None:
+    policy = make_policy(
+        "- {name: red, path: /wine/red, action: allow}\n- {name: wine, path: /wine/**, min_age: 18}"
+    )
+    assert decide(facts("/wine/red"), None, policy, NOW).rule == "red"
+    assert decide(facts("/wine/rose"), None, policy, NOW).rule == "wine"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    over=st.frozensets(st.integers(1, 99), max_size=4),
+    under=st.frozensets(st.integers(1, 99), max_size=4),
+    level=st.sampled_from(list(AssuranceLevel)),
+    min_age=st.integers(1, 99),
+    required=st.sampled_from(list(AssuranceLevel)),
+)
+def test_allow_only_when_every_condition_holds(
+    make_policy, over, under, level, min_age, required
+) -> None:
+    policy = make_policy(
+        f"- {{name: r, path: /**, min_age: {min_age}, assurance: {required.label}}}"
+    )
+    session = SessionClaims(over, under, level, "ref", NOW - 1, NOW + 1)
+    decision = decide(facts("/x"), session, policy, NOW)
+    assert decision.reason in REASONS
+    proven = any(t >= min_age for t in over)
+    refuted = any(t <= min_age for t in under)
+    expected_allow = proven and not refuted and level >= required
+    assert (decision.outcome is Outcome.ALLOW) is expected_allow
+    assert (decision.outcome is Outcome.DENY) is refuted
+
+
+def test_decide_is_pure_and_repeatable(policy: Policy) -> None:
+    session = claims()
+    first = decide(facts("/wine/x"), session, policy, NOW)
+    assert all(decide(facts("/wine/x"), session, policy, NOW) == first for _ in range(3))
+
+
+def test_policy_package_imports_no_web_framework_or_client() -> None:
+    code = (
+        "import sys, gateway.policy, gateway.policy.commands, gateway.policy.testing;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'starlette', 'aiohttp', 'redis', 'uvicorn', 'httptools', 'httpx', 'jwt', 'uvloop'});"
+        "print(','.join(bad))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""
