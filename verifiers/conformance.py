@@ -105,6 +105,8 @@ IDENTITY_CLAIMS = frozenset(
 _AGE_OVER = re.compile(r"age_over_(\d+)")
 _AGE_OVER_NN = re.compile(r"[1-9][0-9]?")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_ID = re.compile(r"[\x21-\x7e]+")
+_METHOD = re.compile(r"[\x20-\x7e]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +227,17 @@ def verify_signature(parsed: ParsedToken, algorithm: Algorithm, alg: str, key: J
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in (int, float)  # not bool, which is an int subclass
 
 
 def _id_string(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+    # Printable ASCII only: ids go to the replay store (HMAC'd as bytes), and
+    # a lone surrogate or control character has no business in one.
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and _ID.fullmatch(value) is not None
+    )
 
 
 def is_identity_claim(name: str) -> bool:
@@ -274,9 +282,7 @@ def claim_findings(
     ``audience`` / ``nonce`` of ``None`` check presence only (the conformance
     checker may not know them).
     """
-    if not isinstance(claims.get("iss"), str) or not hmac.compare_digest(
-        claims["iss"].encode(), issuer.encode()
-    ):
+    if claims.get("iss") != issuer:  # a public value: no constant-time compare needed
         yield Finding("wrong_issuer", "iss does not name the configured issuer")
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
@@ -289,12 +295,16 @@ def claim_findings(
     if jti is None or jti == "":
         yield Finding("missing_jti", "jti is required")
     elif not _id_string(jti):
-        yield Finding("bad_claim", f"jti must be a string of at most {MAX_ID_LENGTH} characters")
+        yield Finding(
+            "bad_claim", f"jti must be at most {MAX_ID_LENGTH} printable ASCII characters"
+        )
     token_nonce = claims.get("nonce")
     if token_nonce is None or token_nonce == "":
         yield Finding("missing_nonce", "nonce is required")
     elif not _id_string(token_nonce):
-        yield Finding("bad_claim", f"nonce must be a string of at most {MAX_ID_LENGTH} characters")
+        yield Finding(
+            "bad_claim", f"nonce must be at most {MAX_ID_LENGTH} printable ASCII characters"
+        )
     elif nonce is not None and not hmac.compare_digest(token_nonce.encode(), nonce.encode()):
         yield Finding("wrong_nonce", "nonce does not echo the challenge nonce")
     yield from _disclosure_findings(claims, allow_claims)
@@ -327,8 +337,8 @@ def _disclosure_findings(
     if level is not None and not _is_level(level):
         yield Finding("bad_claim", "assurance_level is not a known level")
     method = claims.get("age_method")
-    if method is not None and not (isinstance(method, str) and 0 < len(method) <= 64):
-        yield Finding("bad_claim", "age_method must be a short string")
+    if method is not None and not (isinstance(method, str) and _METHOD.fullmatch(method)):
+        yield Finding("bad_claim", "age_method must be up to 64 printable ASCII characters")
 
 
 def _is_level(value: object) -> bool:

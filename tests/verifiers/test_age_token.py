@@ -410,6 +410,30 @@ async def test_malformed(verifier: AgeTokenVerifier, token: str) -> None:
     assert await refusal(verifier, token) == "malformed"
 
 
+@pytest.mark.parametrize(
+    ("member", "reason"),
+    [
+        ('"nonce": "\\ud800"', "bad_claim"),
+        ('"jti": "a\\u0000b"', "bad_claim"),
+        ('"iss": "\\udfff"', "wrong_issuer"),
+        ('"age_method": "\\ud83d"', "bad_claim"),
+        ('"\\ud800": 1', "undisclosed_claim"),
+    ],
+)
+async def test_lone_surrogates_and_controls_refused(
+    verifier: AgeTokenVerifier, signer: Signer, member: str, reason: str
+) -> None:
+    # JSON escapes can smuggle strings that cannot be encoded to bytes later (store, logs).
+    claims = good_claims()
+    name = member.split(":", maxsplit=1)[0].strip('"')
+    claims.pop(name, None)
+    body = json.dumps(claims)[:-1] + ", " + member + "}"
+    header = b64(json.dumps({"alg": "ES256", "typ": "age-token+jwt", "kid": signer.kid}).encode())
+    signing_input = f"{header}.{b64(body.encode())}"
+    sig = ECAlgorithm(ECAlgorithm.SHA256).sign(signing_input.encode(), signer.key)
+    assert await refusal(verifier, f"{signing_input}.{b64(sig)}") == reason
+
+
 async def test_duplicate_claims_refused(verifier: AgeTokenVerifier, signer: Signer) -> None:
     header = b64(json.dumps({"alg": "ES256", "typ": "age-token+jwt", "kid": signer.kid}).encode())
     body = json.dumps(good_claims())[:-1] + ', "age_over_18": false}'
@@ -512,9 +536,16 @@ async def test_rfc7515_a3_token_is_refused_by_the_profile(tmp_path: Path) -> Non
 # --- fuzzing ------------------------------------------------------------------------------
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(st.characters(exclude_categories=()), max_size=8),
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=()), max_size=8), inner, max_size=3
+        )
     ),
     max_leaves=10,
 )

@@ -337,3 +337,12 @@ def test_config_refuses_bad_values() -> None:
         ReferenceConfig(issuer=ISSUER, clients={}, assurance_level="gold")
     with pytest.raises(ValueError):
         ReferenceConfig(issuer=ISSUER, clients={}, token_lifetime=301)
+
+
+def test_public_names_import() -> None:
+    import verifiers.reference
+    from verifiers.reference import __main__, app, pages, params
+
+    for module in (verifiers.reference, app, pages, params, __main__):
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)
