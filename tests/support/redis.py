@@ -129,7 +129,7 @@ class RedisServer:
 
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=timeout)
         try:
-            return client.execute_command(*args)
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]
         finally:
             client.close()
 
@@ -145,7 +145,8 @@ class RedisServer:
         try:
             result: dict[bytes, tuple[bytes, int]] = {}
             for key in client.scan_iter(count=1000):
-                result[key] = (client.get(key) or b"", int(client.pttl(key)))
+                value = client.get(key)
+                result[key] = (value if isinstance(value, bytes) else b"", int(client.pttl(key)))
             return result
         finally:
             client.close()

@@ -196,3 +196,19 @@ async def test_bad_arguments_are_programming_errors(redis_stores: Factory) -> No
         await store.consume("jti", "x", float("nan"))
     with pytest.raises(ValueError):
         await store.rate_limit("b", 0, 60)
+
+
+def test_redis_server_helper_lifecycle() -> None:
+    with RedisServer() as server:
+        assert server.running and server.url == f"redis://127.0.0.1:{server.port}/0"
+        server.command("SET", "k", "v")
+        assert server.dump() == {b"k": (b"v", -1)}
+        server.flush()
+        assert server.dump() == {}
+        server.kill()
+        assert not server.running
+        server.start()
+        assert server.running and server.command("PING") is True
+        data_dir = server.log_path.parent
+    assert not server.running
+    assert not data_dir.exists()
