@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -50,6 +51,9 @@ ALGORITHMS = ("ES256", "ES384", "EdDSA", "PS256")
 MIN_RSA_BITS = 2048
 MAX_ID_LENGTH = 512  # jti and nonce: gateways refuse longer ones rather than store them
 MAX_METHOD_LENGTH = 64
+# What gateways accept (verifiers.conformance): ids are visible ASCII, age_method printable ASCII.
+_ID = re.compile(r"[\x21-\x7e]+")
+_METHOD = re.compile(r"[\x20-\x7e]+")
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -188,11 +192,15 @@ def _checked_age_over(age_over: Mapping[int, bool]) -> dict[str, bool]:
     return claims
 
 
-def _non_empty(name: str, value: object, max_length: int | None = None) -> str:
+def _non_empty(
+    name: str, value: object, max_length: int | None = None, charset: re.Pattern[str] | None = None
+) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string")
     if max_length is not None and len(value) > max_length:
         raise ValueError(f"{name} must be at most {max_length} characters")
+    if charset is not None and not charset.fullmatch(value):
+        raise ValueError(f"{name} must be printable ASCII (no spaces in ids)")
     return value
 
 
@@ -232,11 +240,11 @@ def issue_age_token(
     # Rounded down so that exp - iat never exceeds the lifetime the caller asked for.
     claims["exp"] = issued_at + math.floor(lifetime)
     claims["jti"] = (
-        _non_empty("jti", jti, MAX_ID_LENGTH)
+        _non_empty("jti", jti, MAX_ID_LENGTH, _ID)
         if jti is not None
         else _b64url(secrets.token_bytes(16))
     )
-    claims["nonce"] = _non_empty("nonce", nonce, MAX_ID_LENGTH)
+    claims["nonce"] = _non_empty("nonce", nonce, MAX_ID_LENGTH, _ID)
     claims.update(_checked_age_over(age_over))
     if assurance_level is not None:
         try:
@@ -244,6 +252,6 @@ def issue_age_token(
         except ValueError as exc:
             raise ValueError(str(exc)) from None
     if age_method is not None:
-        claims["age_method"] = _non_empty("age_method", age_method, MAX_METHOD_LENGTH)
+        claims["age_method"] = _non_empty("age_method", age_method, MAX_METHOD_LENGTH, _METHOD)
     header = {"typ": TOKEN_TYPE, "kid": kid or public_jwk(key)["kid"]}
     return jwt.encode(claims, key, algorithm=alg, headers=header)

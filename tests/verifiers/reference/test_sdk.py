@@ -172,6 +172,10 @@ def test_fractional_lifetime_never_exceeds_request() -> None:
         {"age_method": "m" * 65},
         {"nonce": "n" * 513},
         {"jti": "j" * 513},
+        {"nonce": "with space"},
+        {"jti": "caf\u00e9"},
+        {"nonce": "\ud800"},
+        {"age_method": "id\ndocument"},
     ],
 )
 def test_refuses_empty_or_unknown_values(overrides: dict[str, object]) -> None:
