@@ -174,7 +174,8 @@ def _freshness(headers: Mapping[str, str], now: float) -> float:
     cache_control = headers.get("Cache-Control", "")
     seconds = DEFAULT_FRESHNESS
     if match := _MAX_AGE.search(cache_control):
-        seconds = float(match.group(1)) - float(headers.get("Age", "0") or 0)
+        age = headers.get("Age", "0").strip()
+        seconds = float(match.group(1)) - (float(age) if age.isdigit() else 0.0)
     elif _NO_STORE.search(cache_control):
         seconds = 0.0
     elif expires := headers.get("Expires"):

@@ -109,6 +109,35 @@ async def test_cache_control_max_age_is_honoured(
     assert server.requests == 2
 
 
+async def test_age_header_counts_against_max_age(
+    server: JwksServer, cache: JwksCache, signer: Signer
+) -> None:
+    server.headers = {"Cache-Control": "max-age=200", "Age": "100"}
+    await cache.get(signer.kid, NOW)
+    await cache.get(signer.kid, NOW + 99)
+    assert server.requests == 1
+    await cache.get(signer.kid, NOW + 101)
+    assert server.requests == 2
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Cache-Control": "max-age=120", "Age": "soon"},
+        {"Expires": "not a date"},
+        {"Expires": "Mon, 01 Jan 2035 00:10:00 GMT", "Date": "garbage"},
+        {"Cache-Control": "max-age=-5"},
+    ],
+)
+async def test_odd_cache_headers_do_not_break_the_fetch(
+    server: JwksServer, cache: JwksCache, signer: Signer, headers: dict[str, str]
+) -> None:
+    server.headers = headers
+    assert (await cache.get(signer.kid, NOW)).kid == signer.kid
+    await cache.get(signer.kid, NOW + 59)  # floored at a minute whatever the headers say
+    assert server.requests == 1
+
+
 async def test_expires_header_is_honoured(
     server: JwksServer, cache: JwksCache, signer: Signer
 ) -> None:
