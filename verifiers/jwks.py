@@ -214,7 +214,7 @@ async def fetch_jwks_document(
         raise VerificationError("jwks_unavailable", "JWKS could not be fetched") from error
     try:
         return json.loads(body), freshness
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise VerificationError("jwks_unavailable", "JWKS is not JSON") from error
 
 
@@ -222,7 +222,7 @@ def read_jwks_file(path: str | Path) -> object:
     """Read and parse a JWKS file; ``jwks_unavailable`` if it cannot be read."""
     try:
         return json.loads(Path(path).read_bytes())
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
         raise VerificationError("jwks_unavailable", "JWKS file could not be read") from error
 
 

@@ -216,7 +216,9 @@ async def test_verifier_reports_jwks_unavailable(server: JwksServer, signer: Sig
     await verifier.aclose()
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"keys": 3}', b"x" * 300_000])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"keys": 3}', b"x" * 300_000, b"[" * 100_000 + b"]" * 100_000]
+)
 async def test_bad_documents_are_unavailable(
     server: JwksServer, cache: JwksCache, signer: Signer, body: bytes
 ) -> None:
