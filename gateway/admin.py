@@ -71,9 +71,10 @@ class AdminApp:
             "rules": [
                 {
                     "name": rule.name,
-                    "path": rule.path,
+                    "path": rule.path.text,
                     "action": str(rule.action),
                     "min_age": rule.min_age,
+                    "mode": str(rule.mode),
                 }
                 for rule in policy.rules
             ],

@@ -90,8 +90,21 @@ class Gate:
         settings = self.settings
         accept = _header(headers, b"accept")
         head = record.method == "HEAD"
-        target_host = (scope.get("extensions") or {}).get("agegate", {}).get("target_host")
-        host = target_host or host_name(_header(headers, b"host"))
+        target = (scope.get("extensions") or {}).get("agegate") or {}
+        if target.get("target_error"):
+            # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
+            record.set(status=400, decision="reject", reason=target["target_error"])
+            await self._reject(
+                scope,
+                send,
+                400,
+                target["target_error"],
+                "the request target is not acceptable",
+                accept,
+                head,
+            )
+            return
+        host = target.get("target_host") or host_name(_header(headers, b"host"))
         if host is None or host not in settings.hosts:
             record.set(status=421, decision="reject", reason="unknown_host")
             await self._reject(

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +142,7 @@ class Runtime:
         known = set(settings.verifiers)
         policies = PolicyHolder.load(settings.policy, known, metrics)
 
-        def count(cookie: str) -> object:
+        def count(cookie: str) -> Callable[[str], None]:
             return lambda reason: metrics.invalid_cookies.labels(cookie, reason).inc()
 
         audience = settings.audience
