@@ -166,7 +166,24 @@ def _check_escape(digits: str, text: str) -> str:
     return "%" + digits.upper()
 
 
+def _always(key: str) -> bool:
+    return True
+
+
 def _compile(segments: tuple[str, ...], case_insensitive: bool) -> Callable[[str], bool]:
+    # The common shapes (/**, /a/b, /a/b/**) are plain string comparisons: several
+    # times faster than a regex call, and they run for every rule on every request.
+    # They rely on the key being canonical (no '//'), which match_key's callers ensure.
+    globs = [segment for segment in segments if segment in (ANY_SEGMENT, ANY_DEPTH)]
+    if segments == (ANY_DEPTH,):
+        return _always
+    if not case_insensitive and not globs:
+        exact = "/" + "/".join(segments) if segments else ""
+        return lambda key: key == exact
+    if not case_insensitive and globs == [ANY_DEPTH] and segments[-1] == ANY_DEPTH:
+        prefix = "/" + "/".join(segments[:-1])
+        below = prefix + "/"
+        return lambda key: key == prefix or key.startswith(below)
     if segments.count(ANY_DEPTH) <= 1:
         parts = []
         for segment in segments:

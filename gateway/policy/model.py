@@ -9,7 +9,7 @@ and host sets) is computed at load, so matching never re-reads a dict.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.policy.matcher import PathPattern, match_key
@@ -194,6 +194,9 @@ class PolicyTest:
     jurisdiction: str | None = None
 
 
+_Entry = tuple[frozenset[str] | None, frozenset[str] | None, Callable[[str], bool], Rule]
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A loaded policy.  ``match`` is the per-request entry point."""
@@ -205,6 +208,16 @@ class Policy:
     source: str
     sha256: str  # of the file's bytes: identifies the policy in logs and /policy
     has_catch_all: bool
+    # Derived at construction for the per-request loop: flat tuples, no attribute chains.
+    _table: tuple[_Entry, ...] = field(init=False, repr=False, compare=False)
+    _uses_hosts: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        table = tuple(
+            (rule.methods, rule.hosts, rule.path.matches_key, rule) for rule in self.rules
+        )
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_uses_hosts", any(rule.hosts is not None for rule in self.rules))
 
     def match(self, method: str, host: str | None, path: str) -> Rule | None:
         """The first rule matching the request, or None (the caller then denies).
@@ -212,17 +225,20 @@ class Policy:
         ``path`` is canonical, without query; ``host`` is compared without
         port and case; None matches only rules without ``hosts``.
         """
-        # Callers pass normalized values; normalizing again is cheap and keeps a
-        # host-restricted protected rule from being skipped over "Shop.Example:443".
-        method = method.upper()
-        host = normalize_host(host) if host is not None else None
+        # Callers pass normalized values; normalizing again keeps a host-restricted
+        # protected rule from being skipped over "Shop.Example:443".  Only policies
+        # that restrict hosts pay for it.
+        if host is not None and self._uses_hosts:
+            host = normalize_host(host)
+        if not method.isupper():
+            method = method.upper()
         key = match_key(path)
-        for rule in self.rules:
-            if rule.methods is not None and method not in rule.methods:
+        for methods, hosts, matches, rule in self._table:
+            if methods is not None and method not in methods:
                 continue
-            if rule.hosts is not None and host not in rule.hosts:
+            if hosts is not None and host not in hosts:
                 continue
-            if rule.path.matches_key(key):
+            if matches(key):
                 return rule
         return None
 
