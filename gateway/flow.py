@@ -67,8 +67,8 @@ def _response(
     cookies: Sequence[bytes] = (),
 ) -> Response:
     response = Response(body, status_code=status, media_type=content_type)
-    for key, value in SECURITY_HEADERS:
-        response.headers[key.decode()] = value.decode()
+    for raw_key, raw_value in SECURITY_HEADERS:
+        response.headers[raw_key.decode()] = raw_value.decode()
     for key, value in headers:
         response.headers[key] = value
     for cookie in cookies:

@@ -87,44 +87,13 @@ class Gate:
         headers: list[tuple[bytes, bytes]],
         record: _Record,
     ) -> None:
-        settings = self.settings
         accept = _header(headers, b"accept")
         head = record.method == "HEAD"
-        target = (scope.get("extensions") or {}).get("agegate") or {}
-        if target.get("target_error"):
-            # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
-            record.set(status=400, decision="reject", reason=target["target_error"])
-            await self._reject(
-                scope,
-                send,
-                400,
-                target["target_error"],
-                "the request target is not acceptable",
-                accept,
-                head,
-            )
-            return
-        host = target.get("target_host") or host_name(_header(headers, b"host"))
-        if host is None or host not in settings.hosts:
-            record.set(status=421, decision="reject", reason="unknown_host")
-            await self._reject(
-                scope,
-                send,
-                421,
-                "unknown_host",
-                "this gateway does not serve that host",
-                accept,
-                head,
-            )
-            return
         try:
-            path = canonical_path(
-                scope.get("raw_path") or scope["path"].encode(),
-                allow_semicolons=settings.allow_semicolons,
-            )
+            host, path = self._target(scope, headers)
         except BadRequest as exc:
-            record.set(status=400, decision="reject", reason=exc.reason)
-            await self._reject(scope, send, 400, exc.reason, str(exc), accept, head)
+            record.set(status=exc.status, decision="reject", reason=exc.reason)
+            await self._reject(scope, send, exc.status, exc.reason, str(exc), accept, head)
             return
         record.path = path
         if path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/"):
@@ -147,11 +116,12 @@ class Gate:
         if decision.outcome is Outcome.CHALLENGE and decision.enforced:
             authorization = _header(headers, b"authorization")
             if authorization is not None and authorization[:9].lower() == b"agetoken ":
-                decision, cookie = await self._answer_token(
+                answered, cookie = await self._answer_token(
                     scope, send, record, facts, authorization[9:].strip(), decision, now, accept
                 )
-                if decision is None:
+                if answered is None:
                     return  # a refusal was sent
+                decision = answered
                 if cookie is not None:
                     set_cookies.append(cookie)
         record.set(rule=decision.rule, decision=decision.outcome.value, reason=decision.reason)
@@ -172,6 +142,21 @@ class Gate:
                 else "access to this path is denied"
             )
             await self._reject(scope, send, 403, decision.reason, detail, accept, head)
+
+    def _target(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str]:
+        """The accepted host and the canonical path, or BadRequest (400, or 421 for the host)."""
+        target = (scope.get("extensions") or {}).get("agegate") or {}
+        if target.get("target_error"):
+            # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
+            raise BadRequest(target["target_error"], "the request target is not acceptable")
+        host = target.get("target_host") or host_name(_header(headers, b"host"))
+        if host is None or host not in self.settings.hosts:
+            raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
+        path = canonical_path(
+            scope.get("raw_path") or scope["path"].encode(),
+            allow_semicolons=self.settings.allow_semicolons,
+        )
+        return host, path
 
     def _jurisdiction(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
         name = self.settings.jurisdiction_header

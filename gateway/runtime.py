@@ -152,10 +152,10 @@ class Runtime:
             policies=policies,
             sessions=SessionCodec(
                 settings.session_keys, audience, on_invalid=count(SESSION_COOKIE)
-            ),  # type: ignore[arg-type]
+            ),
             challenges=ChallengeCodec(
                 settings.session_keys, audience, on_invalid=count(CHALLENGE_COOKIE)
-            ),  # type: ignore[arg-type]
+            ),
             nonces=NonceIssuer(derive_key(master, "api-nonce")),
             store=open_store(settings.store, derive_key(master, "store-hmac")),
             proxy=Proxy(

@@ -16,37 +16,24 @@ import signal
 import socket
 import sys
 from collections.abc import Coroutine, Iterator
+from typing import Literal
 
 import uvicorn
 
 from gateway.app import GatewayApp, build_app
 from gateway.observability import configure_logging, log_event
+from gateway.server import serve_config
 from gateway.settings import Listen, Settings
 from gateway.types import ASGIApp
 
 __all__ = ["run", "uvicorn_config"]
 
 
-def uvicorn_config(app: ASGIApp, listen: Listen, *, lifespan: str) -> uvicorn.Config:
+def uvicorn_config(
+    app: ASGIApp, listen: Listen, *, lifespan: Literal["on", "off"]
+) -> uvicorn.Config:
     """A uvicorn config for one listener: httptools + uvloop, our logging, no proxy headers."""
-    try:
-        from gateway.server import serve_config
-    except ImportError:  # pragma: no cover - server hook not present in this tree
-        serve_config = None
-    if serve_config is not None:
-        return serve_config(app, host=listen.host, port=listen.port, lifespan=lifespan)
-    return uvicorn.Config(
-        app,
-        host=listen.host,
-        port=listen.port,
-        lifespan=lifespan,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        log_config=None,
-    )
+    return serve_config(app, host=listen.host, port=listen.port, lifespan=lifespan)
 
 
 class _SecondaryServer(uvicorn.Server):

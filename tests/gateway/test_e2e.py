@@ -231,8 +231,9 @@ def test_open_redirect_return_paths_become_root(client: httpx.Client) -> None:
         assert page.headers["location"] == "/"
 
 
-def test_admin_listener(gateway: GatewayProcess, client: httpx.Client,
-                        upstream: UpstreamServer) -> None:
+def test_admin_listener(
+    gateway: GatewayProcess, client: httpx.Client, upstream: UpstreamServer
+) -> None:
     with httpx.Client(base_url=gateway.admin_url, timeout=5) as admin:
         assert admin.get("/healthz").json() == {"status": "ok"}
         assert admin.get("/readyz").status_code == 200
