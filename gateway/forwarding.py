@@ -49,10 +49,12 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 
 # Headers only a proxy may set; from anyone else they are spoofed.
 _PROXY_HEADERS = frozenset({b"forwarded", b"x-real-ip"})
+# A Connection header may not remove these (a request always names its host).
+_NEVER_NAMED = HOP_BY_HOP | {b"host"}
 _AGEGATE_PREFIX = b"x-agegate-"
 _FORWARDED_PREFIX = b"x-forwarded-"
 # RFC 9110 tchar: a Forwarded value made only of these needs no quoting.
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def is_trusted(peer_ip: str | None, trusted: Sequence[Network]) -> bool:
@@ -92,7 +94,7 @@ def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
 
 def _forwarded_value(value: str) -> bytes:
     raw = value.encode("latin-1", "replace")
-    if raw and all(c in _TCHAR for c in raw):
+    if raw and not raw.translate(None, _TCHAR):
         return raw
     return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
@@ -119,8 +121,8 @@ def upstream_request_headers(
     sees its own name); ``add`` (e.g. ``X-Agegate-Age-Over``) is appended last,
     after every client-sent ``X-Agegate-*`` header has been removed.
     """
-    drop = HOP_BY_HOP | _connection_tokens(headers) if headers else HOP_BY_HOP
     out: list[tuple[bytes, bytes]] = []
+    named: set[bytes] = set()  # headers named in Connection, removed at the end
     chain_forwarded: list[bytes] = []
     chain_xff: list[bytes] = []
     peer_proto: bytes | None = None
@@ -128,7 +130,9 @@ def upstream_request_headers(
     saw_host = False
     for raw_name, value in headers:
         name = raw_name.lower()
-        if name in drop:
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                named.update(t.strip().lower() for t in value.split(b","))
             continue
         if b"_" in name:
             dashed = name.replace(b"_", b"-")
@@ -157,6 +161,9 @@ def upstream_request_headers(
         if name == b"host":
             saw_host = True
         out.append((name, value))
+    named -= _NEVER_NAMED
+    if named:
+        out = [(k, v) for k, v in out if k not in named]
     if not saw_host and host:
         out.append((b"host", host))
     out.extend(

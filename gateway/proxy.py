@@ -42,7 +42,6 @@ from gateway.upstream import (
     RequestBody,
     UpstreamClient,
     UpstreamResponse,
-    header_value,
     make_client,
 )
 
@@ -52,18 +51,25 @@ log = logging.getLogger("agegate.proxy")
 
 CLIENT_GONE = 499  # nginx's code for "the client closed the connection first"; never sent
 _NO_BODY_STATUSES = frozenset({204, 304})
+# One client-facing text per reason, whichever upstream client noticed what.
+_DETAILS = {
+    "upstream_unavailable": "the site's server could not be reached",
+    "upstream_timeout": "the site's server did not answer in time",
+    "upstream_busy": "the site's server is busy; try again",
+}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 
 
 class _RequestBody:
     """Reads the ASGI request body lazily, counting it against the limit."""
 
-    __slots__ = ("done", "first", "gone", "limit", "receive", "too_large")
+    __slots__ = ("done", "first", "gone", "limit", "more", "receive", "too_large")
 
     def __init__(self, receive: Receive, limit: int, first: bytes | None) -> None:
         self.receive = receive
         self.limit = limit
         self.first = first
+        self.more = True  # whether messages follow ``first``
         self.done = False
         self.gone = False
         self.too_large = False
@@ -73,6 +79,9 @@ class _RequestBody:
         if self.first is not None:
             size = len(self.first)
             yield self.first
+            if not self.more:
+                self.done = True
+                return
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -152,19 +161,18 @@ class Proxy:
         self._client = self._ws = None
 
     def _headers(
-        self, scope: Scope, add_headers: Sequence[tuple[bytes, bytes]]
+        self, scope: Scope, host: bytes, add_headers: Sequence[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
         client_ip = client[0] if client else None
         scheme = scope.get("scheme", "http")
         if scheme in ("ws", "wss"):
             scheme = "http" if scheme == "ws" else "https"
         return upstream_request_headers(
-            headers,
+            scope["headers"],
             client_ip=client_ip,
             scheme=scheme,
-            host=header_value(headers, b"host") or b"",
+            host=host,
             trusted_peer=is_trusted(client_ip, self._trusted),
             forward_client_ip=self._forward_client_ip,
             strip_cookie_names=self._strip_cookies,
@@ -189,13 +197,59 @@ class Proxy:
         if self._client is None or self._ws is None:
             raise RuntimeError("Proxy.start() was not called")
         target = _target(path, query)
-        headers = self._headers(scope, add_headers)
+        # One pass over the client's headers for everything this function needs.
+        host = b""
+        accept = length = None
+        chunked = expect = False
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect":
+                expect = True
+        headers = self._headers(scope, host, add_headers)
         if scope["type"] == "websocket":
             return await relay_websocket(self._ws, scope, receive, send, target, headers)
         method: str = scope["method"]
-        accept = header_value(scope["headers"], b"accept")
         head = method == "HEAD"
-        length = header_value(headers, b"content-length")
+        prepared = await self._request_body(receive, send, length, chunked, expect, accept, head)
+        if isinstance(prepared, int):
+            return prepared
+        body, reader = prepared
+        try:
+            response = await self._client.request(method, target, headers, body)
+        except (UpstreamError, BodyAborted) as exc:
+            if reader.too_large:
+                return await self._too_large(send, accept, head)
+            if reader.gone:
+                return CLIENT_GONE
+            if not isinstance(exc, UpstreamError):
+                raise
+            log.warning("upstream failed", extra={"event": "upstream_error", "reason": exc.reason})
+            detail = _DETAILS.get(exc.reason, str(exc))
+            await send_problem(send, exc.status, exc.reason, detail, accept=accept, head=head)
+            return exc.status
+        try:
+            return await self._relay_response(response, receive, send, head, reader.done)
+        finally:
+            response.release()
+
+    async def _request_body(
+        self,
+        receive: Receive,
+        send: Send,
+        length: bytes | None,
+        chunked: bool,
+        expect: bool,
+        accept: bytes | None,
+        head: bool,
+    ) -> tuple[RequestBody, _RequestBody] | int:
+        """The body to send upstream, or the status already answered (400, 413, gone)."""
         body: RequestBody
         reader = _RequestBody(receive, self._max_body, None)
         if length is not None:
@@ -211,10 +265,9 @@ class Proxy:
                 return 400
             if int(length) > self._max_body:
                 return await self._too_large(send, accept, head)
-        chunked = header_value(scope["headers"], b"transfer-encoding") is not None
         if length in (None, b"0") and not chunked:
             body, reader.done = b"", True  # no body: the common GET never awaits receive()
-        elif header_value(headers, b"expect") is not None:
+        elif expect:
             body = reader.chunks()  # read only when the upstream asks for it (100-continue)
         else:
             message = await receive()
@@ -223,27 +276,14 @@ class Proxy:
             first = message.get("body", b"")
             if len(first) > self._max_body:
                 return await self._too_large(send, accept, head)
-            if message.get("more_body", False):
+            if message.get("more_body", False) or length is None:
+                # A chunked request stays chunked upstream, however it arrived.
                 reader.first = first
+                reader.more = message.get("more_body", False)
                 body = reader.chunks()
             else:
                 body, reader.done = first, True
-        try:
-            response = await self._client.request(method, target, headers, body)
-        except (UpstreamError, BodyAborted) as exc:
-            if reader.too_large:
-                return await self._too_large(send, accept, head)
-            if reader.gone:
-                return CLIENT_GONE
-            if not isinstance(exc, UpstreamError):
-                raise
-            log.warning("upstream failed", extra={"event": "upstream_error", "reason": exc.reason})
-            await send_problem(send, exc.status, exc.reason, str(exc), accept=accept, head=head)
-            return exc.status
-        try:
-            return await self._relay_response(response, receive, send, head, reader.done)
-        finally:
-            response.release()
+        return body, reader
 
     async def _too_large(self, send: Send, accept: bytes | None, head: bool) -> int:
         detail = f"the request body is larger than {self._max_body} bytes"
@@ -272,7 +312,7 @@ class Proxy:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return status
         watcher: asyncio.Task[None] | None = None
-        gone = asyncio.Event()
+        gone: asyncio.Event | None = None
         try:
             while True:
                 try:
@@ -284,10 +324,11 @@ class Proxy:
                     )
                     return status  # response left unfinished: the server drops the connection
                 await send({"type": "http.response.body", "body": data, "more_body": more})
-                if not more or gone.is_set():
+                if not more or (gone is not None and gone.is_set()):
                     return status
                 if watcher is None and idle:
                     # A long body: stop reading the upstream once the client has left.
+                    gone = asyncio.Event()
                     watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         finally:
             if watcher is not None:

@@ -27,7 +27,6 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -41,194 +40,11 @@ from gateway.upstream import (
     unavailable,
     upstream_timeout,
 )
+from gateway.upstream_conn import Connection
 
 __all__ = ["PoolClient", "PoolResponse"]
 
-_HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
 _EXPECT_WAIT = 1.0  # RFC 9110 §10.1.1: send the body anyway if no 100 comes this soon
-
-
-class _Connection(asyncio.Protocol):
-    """One upstream connection; parses the response of the current exchange."""
-
-    def __init__(self, pool: PoolClient) -> None:
-        self.pool = pool
-        self.loop = pool.loop
-        self.transport: asyncio.Transport | None = None
-        self.parser: Any = None
-        self.closed = False
-        self.reused = False
-        self.counted_out = False  # already subtracted from the pool's open count
-        self.idle_since = 0.0
-        self._drain: asyncio.Future[None] | None = None
-        self.reset(head_only=False)
-
-    def reset(self, *, head_only: bool) -> None:
-        """Prepare for a new exchange."""
-        self.head_only = head_only
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.until_eof = False
-        self.interim = False
-        self.got_bytes = False
-        self.error: UpstreamError | None = None
-        self.continued = False
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.paused = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    # asyncio.Protocol ---------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
-        if self.parser is None or self.complete:
-            # Bytes nobody asked for (a body on a HEAD response, say): the
-            # stream is out of step, so the connection must not be reused.
-            self.keep_alive = False
-            self._fail(unavailable("the upstream sent bytes outside a response"))
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(unavailable("the upstream switched protocols unasked"))
-        except httptools.HttpParserError:
-            self._fail(unavailable("the upstream sent a malformed response"))
-
-    def eof_received(self) -> bool:
-        return False  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pool.forget(self)
-        if self.head_done and self.until_eof and exc is None and not self.complete:
-            self.complete = True  # EOF is how a close-delimited body ends
-            self._wake()
-        elif not self.complete:
-            self._fail(unavailable("the upstream closed the connection"))
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(unavailable("the upstream closed the connection"))
-
-    def pause_writing(self) -> None:
-        self._drain = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-        self._drain = None
-
-    # httptools callbacks --------------------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            self.interim = True  # dropped; its on_message_complete is ignored too
-            self.headers = []
-            if status == 100:
-                self.continued = True
-                self._wake()
-            return
-        self.status = status
-        self.head_done = True
-        self.keep_alive = bool(self.parser.should_keep_alive())
-        if self.head_only or status in (204, 304):
-            self.complete = True
-        else:
-            names = {name.lower() for name, _ in self.headers}
-            self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
-            if self.until_eof:
-                self.keep_alive = False
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        if self.complete:
-            self.keep_alive = False  # a body where none may be: do not trust this stream
-            return
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
-            return
-        self.complete = True
-        self._wake()
-
-    # exchange helpers ------------------------------------------------------
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _fail(self, error: UpstreamError) -> None:
-        self.keep_alive = False
-        if self.error is None:
-            self.error = error
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-
-    async def wait(self, timeout: float, *, fatal: bool = True) -> None:
-        """Wait for the next parser event, at most ``timeout`` seconds.
-
-        When the time runs out a ``fatal`` wait fails the exchange (504); any
-        other wait just returns.
-        """
-        if self.error is not None:
-            raise self.error
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._on_timeout, waiter, fatal)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self.waiter = None
-
-    def _on_timeout(self, waiter: asyncio.Future[None], fatal: bool) -> None:
-        if not fatal:
-            if not waiter.done():
-                waiter.set_result(None)
-            return
-        self.keep_alive = False
-        self.error = upstream_timeout()
-        if not waiter.done():
-            waiter.set_exception(self.error)
-
-    def write(self, data: bytes) -> None:
-        if self.transport is None or self.closed:
-            raise unavailable("the upstream closed the connection")
-        self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self._drain is not None:
-            await self._drain
-
-    def take_body(self) -> bytes:
-        data = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
-        self.chunks.clear()
-        self.buffered = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return data
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-        self.closed = True
 
 
 class PoolResponse:
@@ -236,9 +52,9 @@ class PoolResponse:
 
     __slots__ = ("_conn", "_pool", "_read_timeout", "_sent_body", "headers", "status")
 
-    def __init__(self, pool: PoolClient, conn: _Connection, sent_body: bool) -> None:
+    def __init__(self, pool: PoolClient, conn: Connection, sent_body: bool) -> None:
         self._pool = pool
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self._read_timeout = pool.read_timeout
         self._sent_body = sent_body
         self.status = conn.status
@@ -291,7 +107,7 @@ class PoolClient:
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self._idle: deque[_Connection] = deque()  # oldest on the left, reused from the right
+        self._idle: deque[Connection] = deque()  # oldest on the left, reused from the right
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -322,12 +138,12 @@ class PoolClient:
             self._idle.pop().close()
 
     # connections -------------------------------------------------------------
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
         self._open += 1
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl
+                    lambda: Connection(self), self.host, self.port, ssl=self._ssl
                 )
         except TimeoutError:
             self._closed_one()
@@ -340,7 +156,7 @@ class PoolClient:
             raise
         return conn
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self) -> Connection:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -372,11 +188,11 @@ class PoolClient:
                 waiter.set_result(None)
                 return
 
-    def _discard(self, conn: _Connection) -> None:
+    def _discard(self, conn: Connection) -> None:
         conn.close()
         self.forget(conn)
 
-    def forget(self, conn: _Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         """Called when a connection closes: drop it from the idle list and the count."""
         if conn in self._idle:
             self._idle.remove(conn)
@@ -384,7 +200,7 @@ class PoolClient:
             conn.counted_out = True
             self._closed_one()
 
-    def release(self, conn: _Connection, *, reusable: bool) -> None:
+    def release(self, conn: Connection, *, reusable: bool) -> None:
         """Put ``conn`` back for reuse, or close it."""
         if not (reusable and conn.keep_alive and conn.error is None and not conn.closed):
             self._discard(conn)
@@ -438,7 +254,7 @@ class PoolClient:
 
     async def _exchange(
         self,
-        conn: _Connection,
+        conn: Connection,
         method: str,
         head: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -457,7 +273,7 @@ class PoolClient:
         return PoolResponse(self, conn, sent)
 
     async def _send(
-        self, conn: _Connection, head: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
+        self, conn: Connection, head: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
     ) -> bool:
         """Write the request; False when the upstream answered before the body was sent."""
         expect = header_value(headers, b"expect")

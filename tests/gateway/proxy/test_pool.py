@@ -1,0 +1,130 @@
+"""The httptools pool's connection handling, against the real test upstream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import gateway.proxy
+import gateway.upstream
+import gateway.upstream_pool
+from gateway.errors import UpstreamError
+from gateway.upstream_pool import PoolClient
+from tests.support.net import free_port
+from tests.support.upstream import UpstreamServer
+
+HOST = [(b"host", b"shop.example")]
+
+
+async def read_all(resp) -> bytes:
+    data = b""
+    more = True
+    while more:
+        chunk, more = await resp.read()
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def server():
+    with UpstreamServer() as up:
+        yield up
+
+
+@pytest.fixture
+async def pool(server):
+    client = PoolClient(server.url, connect_timeout=1.0, read_timeout=1.0, max_connections=2)
+    await client.start()
+    yield client
+    await client.close()
+
+
+def test_public_names_import():
+    for module in (gateway.proxy, gateway.upstream, gateway.upstream_pool):
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+
+
+async def test_keepalive_connection_is_reused(pool, server):
+    for _ in range(5):
+        resp = await pool.request("GET", b"/echo", HOST, b"")
+        assert resp.status == 200 and b'"path": "/echo"' in await read_all(resp)
+    assert server.connections == 1 and pool.idle_connections == 1
+
+
+async def test_head_204_304_end_at_head_and_keep_the_connection(pool, server):
+    for method, target in (("HEAD", b"/stream/9000?cl=1"), ("GET", b"/status/204"),
+                           ("GET", b"/status/304"), ("GET", b"/echo")):  # fmt: skip
+        resp = await pool.request(method, target, HOST, b"")
+        assert await read_all(resp) in (b"",) or target == b"/echo"
+    assert server.connections == 1
+
+
+async def test_partly_read_body_is_never_reused(pool, server):
+    resp = await pool.request("GET", b"/stream/2000000", HOST, b"")
+    await resp.read()
+    resp.release()
+    resp = await pool.request("GET", b"/echo", HOST, b"")
+    await read_all(resp)
+    assert server.connections == 2
+
+
+async def test_read_timeout_is_504_and_drops_the_connection(pool, server):
+    with pytest.raises(UpstreamError) as info:
+        await pool.request("GET", b"/slow?delay=2", HOST, b"")
+    assert info.value.status == 504 and info.value.reason == "upstream_timeout"
+    assert pool.open_connections == 0
+
+
+async def test_cancelled_exchange_is_not_reused(pool, server):
+    task = asyncio.ensure_future(pool.request("GET", b"/slow?delay=0.5", HOST, b""))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.open_connections == 0 and pool.idle_connections == 0
+
+
+async def test_refused_connection_is_502():
+    client = PoolClient(f"http://127.0.0.1:{free_port()}", connect_timeout=1, read_timeout=1)
+    with pytest.raises(UpstreamError) as info:
+        await client.request("GET", b"/", HOST, b"")
+    assert info.value.status == 502 and client.open_connections == 0
+
+
+async def test_pool_limit_queues_then_refuses(server):
+    client = PoolClient(server.url, connect_timeout=0.5, read_timeout=2, max_connections=1)
+    first = await client.request("GET", b"/slow-body?delay=0.8", HOST, b"")
+    with pytest.raises(UpstreamError) as info:
+        await client.request("GET", b"/echo", HOST, b"")
+    assert info.value.status == 503 and info.value.reason == "upstream_busy"
+    waiting = asyncio.ensure_future(client.request("GET", b"/echo", HOST, b""))
+    assert await read_all(first) == b"0123456789"
+    assert (await waiting).status == 200
+    assert client.open_connections == 1
+    await client.close()
+
+
+async def test_idle_connections_are_evicted(server):
+    client = PoolClient(server.url, connect_timeout=1, read_timeout=1, idle_timeout=0.2)
+    await read_all(await client.request("GET", b"/echo", HOST, b""))
+    await asyncio.sleep(0.3)
+    await read_all(await client.request("GET", b"/echo", HOST, b""))
+    assert server.connections == 2 and client.open_connections == 1
+    await client.close()
+
+
+async def test_stale_retry_only_for_idempotent_replayable(pool, server):
+    await read_all(await pool.request("GET", b"/drop-next", HOST, b""))
+    resp = await pool.request("PUT", b"/echo", HOST, b"again")
+    assert b'"body": "again"' in await read_all(resp)
+
+    async def stream():
+        yield b"once"
+
+    await read_all(await pool.request("GET", b"/drop-next", HOST, b""))
+    with pytest.raises(UpstreamError):
+        await pool.request("PUT", b"/echo", HOST, stream())
+    requests_seen = [m for m, _ in server.requests]
+    assert requests_seen.count("PUT") == 1
