@@ -7,10 +7,8 @@ anywhere.  Besides the schema, the loader checks what a schema cannot: a rule
 that an earlier rule covers entirely (it could never match) is an error naming
 both, and so is a verifier name that the settings do not configure.
 
-YAML is read with two fixes over PyYAML's safe loader, because a policy is
-security configuration and surprises there are bugs: a duplicate key is an
-error (PyYAML keeps the last one silently), and only ``true``/``false`` are
-booleans (YAML 1.1 reads ``NO``, Norway's code, as false, and ``on`` as true).
+YAML is read by :func:`gateway.policy.yamlfile.read_yaml` (stricter than
+PyYAML's safe loader).
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from gateway.errors import PolicyError
 from gateway.policy.embedded import parse_tests
@@ -39,6 +35,7 @@ from gateway.policy.fields import (
 )
 from gateway.policy.matcher import PathPattern
 from gateway.policy.model import Action, Defaults, Mode, Policy, Requirement, Rule, normalize_host
+from gateway.policy.yamlfile import read_yaml
 
 __all__ = ["load_policy", "parse_policy", "parse_policy_text"]
 
@@ -70,34 +67,6 @@ _HOST_NAME = re.compile(
 _IPV6 = re.compile(r"\A[0-9a-f:.]+\Z")
 
 
-class _PolicyYamlLoader(yaml.SafeLoader):
-    """Safe loader with duplicate-key errors and YAML 1.2 booleans."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        f"found duplicate key {key_node.value!r}",
-                        key_node.start_mark,
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_PolicyYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_PolicyYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"\A(?:true|True|TRUE|false|False|FALSE)\Z"), list("tTfF")
-)
-
-
 def load_policy(path: str | Path, *, known_verifiers: Collection[str] | None = None) -> Policy:
     """Read and parse a policy file; raises PolicyError (also when it cannot be read)."""
     source = str(path)
@@ -115,19 +84,7 @@ def parse_policy_text(
 ) -> Policy:
     """Parse policy YAML given as text or bytes (``sha256`` is of the UTF-8 bytes)."""
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    try:
-        decoded = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"not valid UTF-8 (byte {exc.start})", source=source) from None
-    try:
-        data = yaml.load(decoded, Loader=_PolicyYamlLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"invalid YAML: {_yaml_problem(exc)}", source=source) from None
-    except (ValueError, OverflowError) as exc:
-        # PyYAML's constructors raise these for values like the date 2024-13-45.
-        raise PolicyError(f"invalid YAML value: {exc}", source=source) from None
-    except RecursionError:
-        raise PolicyError("invalid YAML: nested too deeply", source=source) from None
+    data = read_yaml(raw, source)
     return parse_policy(
         data, source=source, known_verifiers=known_verifiers, sha256=hashlib.sha256(raw).hexdigest()
     )
@@ -391,9 +348,3 @@ def _flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise FieldError(f"expected true or false, got {describe(value)}")
     return value
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "cannot parse"
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else str(problem)

@@ -17,6 +17,7 @@ MODULES = [
     "gateway.policy.matcher",
     "gateway.policy.model",
     "gateway.policy.testing",
+    "gateway.policy.yamlfile",
 ]
 
 
