@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := redis-server chromium chromium-driver nginx caddy wrk
 DEB_COMMANDS := redis-server chromium chromedriver nginx caddy wrk
 
-.PHONY: demo test lint typecheck pytest bench install system-deps interop-deps clean
+.PHONY: demo test lint typecheck pytest bench install system-deps interop-deps plugin-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: install
 	$(VENV)/bin/agegate demo
 
 # Installs what the tests need when it is missing, then lint, types and the whole suite.
-test: install system-deps interop-deps lint typecheck pytest
+test: install system-deps interop-deps plugin-deps lint typecheck pytest
 
 system-deps:
 	@missing=""; for c in $(DEB_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=yes; done; \
@@ -39,6 +39,11 @@ interop-deps:
 	@if [ -f tests/interop/package.json ] && [ ! -f tests/interop/node_modules/.installed ]; then \
 	  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error) && touch tests/interop/node_modules/.installed; \
 	fi
+
+# A tiny third-party verifier plug-in: proves kinds are discovered with no change to agegate.
+plugin-deps: install
+	@$(PY) -c "import importlib.metadata as m; m.distribution('agegate-example-plugin')" 2>/dev/null \
+	  || $(PIP) install --quiet tests/plugins/agegate-example-plugin
 
 lint: install
 	$(VENV)/bin/ruff check gateway verifiers tests loadtests

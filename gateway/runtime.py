@@ -32,7 +32,7 @@ from gateway.proxy import Proxy
 from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
 from gateway.settings import Settings
 from gateway.stores import Store, open_store
-from verifiers.base import Verifier, VerifierServices
+from verifiers.base import VerificationError, Verifier, VerifierServices
 
 __all__ = ["PolicyHolder", "Runtime", "load_checked_policy"]
 
@@ -178,6 +178,20 @@ class Runtime:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         services = VerifierServices(http=self.http, base_dir=str(self.settings.base_dir))
         self.verifiers = load_verifiers(self.settings.verifiers, services)
+        for verifier in self.verifiers.values():
+            warm = getattr(verifier, "warm", None)
+            if callable(warm):
+                # Keys fetched now, so the first visitor does not wait on the provider; a
+                # provider that is down is not fatal here (verification fails closed later).
+                try:
+                    await warm()
+                except VerificationError as exc:
+                    log_event(
+                        "verifier_not_warm",
+                        level=logging.WARNING,
+                        verifier=verifier.name,
+                        reason=exc.reason,
+                    )
         await self.proxy.start()
         self._tasks.append(asyncio.create_task(self._watch_policy()))
         loop = asyncio.get_running_loop()
@@ -193,6 +207,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for verifier in self.verifiers.values():
+            aclose = getattr(verifier, "aclose", None)
+            if callable(aclose):
+                await aclose()
         await self.proxy.close()
         await self.store.close()
         if self.http is not None:
