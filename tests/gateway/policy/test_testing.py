@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import PolicyError
 from gateway.policy import Outcome, load_policy
@@ -176,3 +178,25 @@ def test_warnings_for_missing_catch_all_and_get_without_head(make_policy) -> Non
     assert any("no catch-all rule" in w for w in warnings)
     assert any("rule 'wine' protects GET but not HEAD" in w for w in warnings)
     assert policy_warnings(load_policy(EXAMPLE)) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.builds(
+            lambda m, t: f"{m} {t}",
+            st.sampled_from(["GET", "post", "BREW", ""]),
+            st.text(max_size=30),
+        ),
+    )
+)
+def test_request_line_parser_raises_only_field_error(text: str) -> None:
+    try:
+        method, host, path = parse_request_line(text)
+    except FieldError:
+        return
+    assert method.isupper()
+    assert path.startswith("/")
+    assert "?" not in path
+    assert host == host.lower()
