@@ -1,0 +1,105 @@
+"""The access line and request metrics, shared by proxy mode and forward-auth.
+
+One :class:`AccessRecord` per request collects what the access line may say
+(SPEC §8: method, canonical path, status, rule, decision, reason, verifier,
+duration, request id, and a truncated client address only when enabled).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from gateway.observability import ACCESS_LOGGER, Metrics, truncate_ip
+from gateway.types import Message, Send
+
+__all__ = ["AccessLog", "AccessRecord", "recording_status"]
+
+
+class AccessRecord:
+    """What the access line says about one request."""
+
+    __slots__ = (
+        "decision",
+        "method",
+        "mode",
+        "path",
+        "reason",
+        "rule",
+        "started",
+        "status",
+        "verifier",
+    )
+
+    def __init__(self, method: str) -> None:
+        self.started = time.perf_counter()
+        self.method = method
+        self.path: str | None = None
+        self.status = 500  # until something is sent: an unhandled error logs as 500
+        self.rule: str | None = None
+        self.decision = "none"
+        self.reason: str | None = None
+        self.mode: str | None = None
+        self.verifier: str | None = None
+
+    def set(
+        self,
+        *,
+        status: int | None = None,
+        rule: str | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if status is not None:
+            self.status = status
+        if rule is not None:
+            self.rule = rule
+        if decision is not None:
+            self.decision = decision
+        if reason is not None:
+            self.reason = reason
+
+
+class AccessLog:
+    """Writes access lines and request metrics."""
+
+    def __init__(self, metrics: Metrics, *, log_client_ip: bool) -> None:
+        self.metrics = metrics
+        self.log_client_ip = log_client_ip
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+
+    def finish(self, record: AccessRecord, client_ip: str | None) -> None:
+        duration = time.perf_counter() - record.started
+        self.metrics.requests.labels(record.rule or "", record.decision, str(record.status)).inc()
+        self.metrics.duration.labels(record.decision).observe(duration)
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        fields: dict[str, object] = {
+            "method": record.method,
+            "path": record.path,
+            "status": record.status,
+            "rule": record.rule,
+            "decision": record.decision,
+            "reason": record.reason,
+            "duration_ms": round(duration * 1000, 3),
+            "request_id": secrets.token_hex(8),
+        }
+        if record.mode:
+            fields["mode"] = record.mode
+        if record.verifier:
+            fields["verifier"] = record.verifier
+        if self.log_client_ip:
+            fields["client"] = truncate_ip(client_ip)
+        self._logger.info("request", extra={"event": "request", "fields": fields})
+
+
+def recording_status(send: Send, record: AccessRecord) -> Send:
+    """Wrap ``send`` so the record learns the status actually sent."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            record.status = message["status"]
+        await send(message)
+
+    return wrapped

@@ -1,0 +1,180 @@
+"""One decision for one request, shared by proxy mode and forward-auth.
+
+:meth:`Evaluator.evaluate` opens the session cookie (only for rules that
+require an age), calls the pure :func:`~gateway.policy.decide`, and — when
+the answer is a challenge and the client sent ``Authorization`` with a scheme
+a route's verifier answers (``AgeToken``, or a plug-in's such as
+``PrivateToken``) — verifies it on the spot and decides again with the new
+session.  The result says what to do; :mod:`gateway.responses` says it in HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.cookies import get_cookie, set_cookie
+from gateway.errors import StoreUnavailable
+from gateway.policy import Decision, Outcome, decide
+from gateway.policy.facts import RequestFacts
+from gateway.runtime import Runtime
+from gateway.session import SESSION_COOKIE
+from gateway.verification import peek_claim, session_claims, verify_presentation
+from verifiers.base import Presentation, VerificationError, Verifier
+
+__all__ = ["AGE_TOKEN_SCHEME", "Evaluation", "Evaluator", "Refusal", "header"]
+
+AGE_TOKEN_SCHEME = "agetoken"  # noqa: S105 - an auth scheme name, not a secret
+
+
+def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower-case) in an ASGI header list."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A presentation in ``Authorization`` was refused: answer this instead of deciding."""
+
+    status: int  # 401, 429 or 503
+    reason: str
+    detail: str
+    retry_after: int | None = None
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """What to do with a request: a decision, or a refusal of the credential it carried.
+
+    With a refusal, ``decision`` is the one made before the credential was looked at.
+    """
+
+    decision: Decision
+    refusal: Refusal | None = None
+    set_cookies: list[bytes] = field(default_factory=list)
+    verifier: str | None = None  # the verifier that just accepted a credential
+
+    @property
+    def consumed_authorization(self) -> bool:
+        """True when the request's ``Authorization`` was ours and must not go upstream."""
+        return self.verifier is not None
+
+
+class Evaluator:
+    """Decides requests against the policy in force, answering API credentials inline."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def evaluate(
+        self,
+        facts: RequestFacts,
+        headers: Sequence[tuple[bytes, bytes]],
+        client_ip: str | None,
+        now: float | None = None,
+    ) -> Evaluation:
+        runtime = self.runtime
+        now = time.time() if now is None else now
+        policy = runtime.policies.policy
+        rule = policy.match(facts.method, facts.host, facts.path)
+        session = None
+        if rule is not None and rule.min_age is not None:
+            session = runtime.sessions.open(get_cookie(headers, SESSION_COOKIE), now)
+        decision = decide(facts, session, policy, now)
+        if decision.outcome is not Outcome.CHALLENGE or not decision.enforced:
+            return Evaluation(decision)
+        authorization = header(headers, b"authorization")
+        if authorization is None:
+            return Evaluation(decision)
+        scheme, _, credential = authorization.decode("latin-1").partition(" ")
+        verifiers = self._verifiers_for(decision, scheme.lower())
+        if not verifiers:
+            return Evaluation(decision)  # not a scheme of ours here: an ordinary challenge
+        return await self._answer(
+            facts, decision, scheme.lower(), credential.strip(), verifiers, client_ip, now
+        )
+
+    def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:
+        requirement = decision.requirement
+        if requirement is None:
+            return []
+        found = []
+        for name in requirement.verifiers:
+            verifier = self.runtime.verifiers.get(name)
+            if verifier is None:
+                continue
+            own = getattr(verifier, "auth_scheme", None)
+            if (own or "").lower() == scheme or (
+                own is None and verifier.kind == "age-token" and scheme == AGE_TOKEN_SCHEME
+            ):
+                found.append(verifier)
+        return found
+
+    async def _answer(
+        self,
+        facts: RequestFacts,
+        decision: Decision,
+        scheme: str,
+        credential: str,
+        verifiers: list[Verifier],
+        client_ip: str | None,
+        now: float,
+    ) -> Evaluation:
+        runtime = self.runtime
+        limit = runtime.settings.rate_limit
+        try:
+            if limit:
+                bucket = "api:" + runtime.client_bucket(client_ip)
+                limited = await runtime.store.rate_limit(bucket, limit, 60.0)
+                if not limited.allowed:
+                    return Evaluation(
+                        decision,
+                        Refusal(
+                            429,
+                            "rate_limited",
+                            "too many verification attempts",
+                            int(limited.retry_after) + 1,
+                        ),
+                    )
+            expected_nonce = None
+            if scheme == AGE_TOKEN_SCHEME:
+                expected_nonce = self._our_nonce(credential, now)
+            assertion = await verify_presentation(
+                runtime,
+                verifiers,
+                Presentation(credential, "authorization"),
+                expected_nonce=expected_nonce,
+                now=now,
+            )
+        except VerificationError as exc:
+            return Evaluation(decision, Refusal(401, exc.reason, "the age proof was refused"))
+        except StoreUnavailable:
+            return Evaluation(
+                decision,
+                Refusal(
+                    503,
+                    "store_unavailable",
+                    "age verification is briefly unavailable; try again shortly",
+                    5,
+                ),
+            )
+        verifier = runtime.verifiers.get(assertion.verifier)
+        claims, max_age = session_claims(assertion, verifier, decision.requirement, now=now)
+        cookie = set_cookie(SESSION_COOKIE, runtime.sessions.seal(claims), max_age=max_age)
+        new_decision = decide(facts, claims, runtime.policies.policy, now)
+        return Evaluation(new_decision, None, [cookie], assertion.verifier)
+
+    def _our_nonce(self, token: str, now: float) -> str:
+        """The token's nonce, if this gateway issued it less than 5 minutes ago."""
+        nonce = peek_claim(token, "nonce")
+        if not isinstance(nonce, str):
+            raise VerificationError("missing_nonce")
+        if not self.runtime.nonces.check(nonce, now):
+            raise VerificationError(
+                "wrong_nonce", "the nonce was not issued by this gateway or is too old"
+            )
+        return nonce
