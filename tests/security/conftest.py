@@ -1,0 +1,34 @@
+"""Fixtures for the security tests: one test upstream and live gateway processes.
+
+The shared ``gateway`` runs the default test policy (``/echo/wine/**`` needs 18,
+``/echo/spirits/**`` needs 21 at standard assurance, ``/echo/closed/**`` is
+denied, everything else allowed) with rate limiting off, so attack corpora of
+hundreds of requests are not throttled; rate limits have their own gateways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.gateway import GatewayProcess
+from tests.support.redis import redis_server_fixture
+from tests.support.upstream import UpstreamServer
+
+redis_server = redis_server_fixture()
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    directory = tmp_path_factory.mktemp("security-gw")
+    with GatewayProcess(directory, upstream=upstream.url, settings={"rate_limit": 0}) as gw:
+        yield gw
