@@ -31,7 +31,7 @@ from gateway.pages import VerifierButton, challenge_page, error_page, refusal_pa
 from gateway.paths import canonical_path
 from gateway.policy import Decision, Outcome, decide
 from gateway.policy.facts import RequestFacts, SessionClaims
-from gateway.problem import SECURITY_HEADERS, problem_body, wants_html
+from gateway.problem import SECURITY_HEADERS, http_date, problem_body, wants_html
 from gateway.runtime import Runtime
 from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeState, safe_return_path
 from gateway.verification import session_claims, verify_presentation
@@ -67,6 +67,7 @@ def _response(
     cookies: Sequence[bytes] = (),
 ) -> Response:
     response = Response(body, status_code=status, media_type=content_type)
+    response.headers["date"] = http_date().decode()
     for raw_key, raw_value in SECURITY_HEADERS:
         response.headers[raw_key.decode()] = raw_value.decode()
     for key, value in headers:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Iterable
+from email.utils import formatdate
+from functools import lru_cache
 
 from gateway.types import Send
 
 __all__ = [
     "SECURITY_HEADERS",
+    "http_date",
     "problem_body",
     "send_problem",
     "send_response",
@@ -51,6 +55,16 @@ _TITLES = {
 }
 
 
+@lru_cache(maxsize=4)
+def _format_date(second: int) -> bytes:
+    return formatdate(second, usegmt=True).encode("ascii")
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP ``Date`` value (formatted once per second)."""
+    return _format_date(int(time.time()))
+
+
 def wants_html(accept: bytes | None) -> bool:
     """True when the client prefers an HTML page (a browser navigation)."""
     return accept is not None and b"text/html" in accept
@@ -80,6 +94,7 @@ async def send_response(
 ) -> None:
     """Send a complete response with the security headers."""
     all_headers = [
+        (b"date", http_date()),
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         *SECURITY_HEADERS,

@@ -159,7 +159,10 @@ def serve_config(
         "loop": "uvloop",
         "access_log": False,  # the gateway logs its own privacy-filtered JSON lines
         "server_header": False,
-        "date_header": True,
+        # The upstream's Date passes through (as with nginx); uvicorn's would be a second one.
+        "date_header": False,
+        # WebSocket upgrades on allowed routes are relayed (gateway/proxy_ws.py).
+        "ws": "websockets-sansio",
         "timeout_keep_alive": 5,
         "timeout_graceful_shutdown": 10,
         "backlog": 2048,
