@@ -176,7 +176,12 @@ class Runtime:
         if self.started:
             return
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        services = VerifierServices(http=self.http, base_dir=str(self.settings.base_dir))
+        services = VerifierServices(
+            http=self.http,
+            base_dir=str(self.settings.base_dir),
+            audience=self.settings.audience,
+            secret=derive_key(self.settings.session_keys[0], "verifier-secret"),
+        )
         self.verifiers = load_verifiers(self.settings.verifiers, services)
         for verifier in self.verifiers.values():
             warm = getattr(verifier, "warm", None)

@@ -164,6 +164,11 @@ class VerifierServices:
 
     http: Any = None  # an aiohttp.ClientSession for JWKS and status-list fetches
     base_dir: str = "."  # relative file paths in the verifier's config resolve here
+    audience: str = ""  # the gateway's public origin (what tokens must be bound to)
+    # A 32-byte secret of this gateway, the same in every worker, for stateless
+    # challenges (e.g. Privacy Pass redemption contexts).  Derive per-purpose keys
+    # from it with HMAC; never use it directly and never log it.
+    secret: bytes = b""
 
 
 @runtime_checkable
