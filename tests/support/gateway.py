@@ -162,7 +162,7 @@ class GatewayProcess:
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far (non-JSON lines are a test failure)."""
-        time.sleep(0.05)  # let the process flush its last line
+        time.sleep(0.4)  # the gateway writes log lines in batches at least every 0.2 s
         return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
 
     def mint(self, nonce: str, *, age_over: Mapping[int, bool] | None = None, **kwargs: Any) -> str:

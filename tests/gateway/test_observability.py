@@ -1,0 +1,104 @@
+"""Logs and metrics: allowlisted JSON fields, truncated addresses, buffered writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+import pytest
+
+from gateway.observability import BufferedHandler, JsonFormatter, Metrics, log_event, truncate_ip
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        ("2001:db8:abcd:12::1", "2001:db8:abcd::/48"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        ("not-an-ip", None),
+        (None, None),
+    ],
+)
+def test_client_addresses_are_truncated(address: str | None, network: str | None) -> None:
+    assert truncate_ip(address) == network
+
+
+def test_json_lines_keep_only_allowlisted_fields() -> None:
+    record = logging.LogRecord("agegate", logging.INFO, __file__, 1, "request", None, None)
+    record.event = "request"
+    record.fields = {
+        "path": "/wine",
+        "status": 200,
+        "token": "eyJsecret",
+        "cookie": "v1.x",
+        "birthdate": "2000-01-01",
+        "query": "a=b",
+    }
+    line = json.loads(JsonFormatter().format(record))
+    assert line["path"] == "/wine" and line["status"] == 200
+    for forbidden in ("token", "cookie", "birthdate", "query"):
+        assert forbidden not in line
+
+
+def test_exceptions_log_only_their_type() -> None:
+    try:
+        raise ValueError("secret value eyJhbGciOi")
+    except ValueError:
+        record = logging.LogRecord(
+            "agegate",
+            logging.ERROR,
+            __file__,
+            1,
+            "boom",
+            None,
+            exc_info=__import__("sys").exc_info(),
+        )
+    text = JsonFormatter().format(record)
+    assert json.loads(text)["error"] == "ValueError"
+    assert "secret value" not in text
+
+
+def test_buffered_handler_batches_info_and_writes_warnings_at_once() -> None:
+    stream = io.StringIO()
+    handler = BufferedHandler(stream, flush_interval=0.05)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("agegate.test-buffer")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.info("one", extra={"event": "one"})
+    assert stream.getvalue() == ""  # batched
+    logger.warning("two", extra={"event": "two"})
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["one", "two"]  # order kept, warning flushed everything
+    logger.info("three", extra={"event": "three"})
+    deadline = time.monotonic() + 2
+    while "three" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "three" in stream.getvalue()  # the timer flushed it
+
+
+def test_log_event_passes_fields(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="agegate"):
+        log_event("policy_reloaded", file="p.yaml")
+    assert caplog.records[-1].fields == {"file": "p.yaml"}  # type: ignore[attr-defined]
+
+
+def test_metrics_use_their_own_registry() -> None:
+    first, second = Metrics.create(), Metrics.create()
+    first.requests.labels("wine", "allow", "200").inc()
+    assert (
+        first.registry.get_sample_value(
+            "agegate_requests_total", {"rule": "wine", "decision": "allow", "status": "200"}
+        )
+        == 1
+    )
+    assert (
+        second.registry.get_sample_value(
+            "agegate_requests_total", {"rule": "wine", "decision": "allow", "status": "200"}
+        )
+        is None
+    )
