@@ -1,0 +1,283 @@
+"""Privacy canary: plant identity values everywhere a visitor or a provider can put them,
+run every flow, then prove none of it — and no token, cookie or full client IP — was
+kept by the gateway: not in its log, not in Redis, not on disk, not in /metrics, and no
+identity value or credential in any header the upstream received.
+
+The flows are driven per verifier kind from the plug-in registry
+(:func:`gateway.plugins.installed_kinds`): a newly installed kind without a driver
+here fails :func:`test_every_installed_verifier_kind_has_a_canary_driver`.
+
+What is scanned where:
+
+- log file, every Redis key and value (``KEYS *`` + ``DUMP`` + the typed value), every
+  file the gateway wrote next to its config, the admin ``/metrics``: no canary at all
+  (identity claims, allowed extra claims, User-Agent, Referer, query strings), no token,
+  no ``jti``, no nonce, no cookie value, no ``127.0.0.1`` (only ``127.0.0.0/24``);
+- headers the upstream received: no planted identity or allowed-claim value, no token,
+  no agegate cookie, no client IP (``forward_client_ip: false`` here).  The visitor's own
+  User-Agent, Referer and query string are the site's business and are forwarded as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jwt
+import pytest
+
+from gateway.plugins import installed_kinds
+from tests.security.support import HTML, api_nonce, browser_challenge, callback, get
+from tests.support.gateway import GatewayProcess, cookie_value, session_cookie
+from tests.support.rawhttp import RawResponse, request
+from tests.support.redis import RedisServer
+from tests.support.upstream import UpstreamServer
+
+CONFIG_FILES = {"agegate.yaml", "policy.yaml", "jwks.json", "session.keys", "gateway.log"}
+ALLOWED_CLAIM = "canary_note"
+CLIENT_IP = "127.0.0.1"
+# Kinds that exist only for tests and have no flow a visitor can run.
+NO_DRIVER_NEEDED = {"example-kind"}
+
+
+def _canary(label: str) -> str:
+    return f"cnry{label}{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Run:
+    """Everything one canary run planted and saw."""
+
+    gw: GatewayProcess
+    identity: dict[str, str] = field(default_factory=dict)  # never anywhere
+    client_values: list[str] = field(default_factory=list)  # never kept by the gateway
+    secrets: list[str] = field(default_factory=list)  # tokens, jtis, nonces, cookies
+    upstream_headers: list[list[list[str]]] = field(default_factory=list)
+
+    def keep(self, response: RawResponse) -> RawResponse:
+        for header in response.header_list("set-cookie"):
+            value = header.split(";", 1)[0].partition("=")[2]
+            if value:
+                self.secrets.append(value)
+        if response.header("server") == "test-upstream" and response.body.startswith(b"{"):
+            self.upstream_headers.append(response.json()["headers"])
+        return response
+
+    def token(self, nonce: str, extra: dict[str, Any] | None = None, **mint: Any) -> str:
+        base = self.gw.mint(nonce, **mint)
+        header = jwt.get_unverified_header(base)
+        claims = json.loads(base64.urlsafe_b64decode(base.split(".")[1] + "=="))
+        claims.update(extra or {})
+        token = jwt.api_jws.encode(
+            json.dumps(claims).encode(),
+            self.gw.signing_key,
+            algorithm=header["alg"],
+            headers={"typ": header["typ"], "kid": header["kid"]},
+        )
+        self.secrets += [token, token.split(".")[2], claims["jti"], nonce]
+        return token
+
+
+def _identity_claims(run: Run) -> list[dict[str, str]]:
+    return [
+        {"birthdate": run.identity["birthdate"]},
+        {"name": run.identity["name"]},
+        {"email": run.identity["email"]},
+        {"document_number": run.identity["document"]},
+        {"given_name": run.identity["name"], "sub": run.identity["document"]},
+    ]
+
+
+def _visitor_headers(run: Run) -> list[tuple[bytes, bytes]]:
+    agent, ref = _canary("ua"), _canary("ref")
+    run.client_values += [agent, ref]
+    referer = f"https://ref.example/search?q={ref}".encode()
+    return [(b"User-Agent", agent.encode()), (b"Referer", referer)]
+
+
+def drive_age_token(run: Run) -> None:
+    """Browser callback flow, API mode, status, logout and refusals for ``age-token``."""
+    gw = run.gw
+    allowed = {ALLOWED_CLAIM: run.identity["allowed"]}
+    query = _canary("query")
+    run.client_values.append(query)
+    protected = f"/echo/wine/red?who={query}"
+
+    # Browser: challenge redirect, verify page, callback, then the protected page.
+    run.keep(get(gw, protected, [HTML, *_visitor_headers(run)]))
+    challenge = browser_challenge(gw, protected, _visitor_headers(run))
+    run.keep(challenge.page)
+    run.secrets += [challenge.cookie, challenge.state, challenge.nonce]
+    # Refusals on the callback first: identity claims, then a forged state.
+    for claims in _identity_claims(run):
+        token = run.token(challenge.nonce, {**claims, **allowed})
+        fields = f"age_token={token}&state={quote(challenge.state)}".encode()
+        refused = run.keep(callback(gw, fields, challenge.cookie, _visitor_headers(run)))
+        assert refused.status == 400, refused.text
+    token = run.token(challenge.nonce, allowed)
+    forged = f"age_token={token}&state=forged-{run.identity['name']}".encode()
+    assert run.keep(callback(gw, forged, challenge.cookie)).status == 400
+    done = run.keep(
+        callback(
+            gw,
+            f"age_token={token}&state={quote(challenge.state)}".encode(),
+            challenge.cookie,
+            _visitor_headers(run),
+        )
+    )
+    assert done.status == 303, done.text
+    cookie = session_cookie(done.header_list("set-cookie"))
+    assert cookie
+    jar = (b"Cookie", f"__Host-agegate={cookie}; site_pref=1".encode())
+    page = run.keep(get(gw, protected, [jar, *_visitor_headers(run)]))
+    assert page.status == 200
+    # Replay of the callback token, by callback and by API.
+    replay = f"age_token={token}&state={quote(challenge.state)}".encode()
+    assert run.keep(callback(gw, replay, challenge.cookie)).status == 400
+    auth = (b"Authorization", f"AgeToken {token}".encode())
+    assert run.keep(get(gw, protected, [auth])).status == 401
+
+    # API mode: identity claims refused, an allowed extra claim accepted.
+    for claims in _identity_claims(run):
+        token = run.token(api_nonce(gw), {**claims, **allowed})
+        auth = (b"Authorization", f"AgeToken {token}".encode())
+        assert run.keep(get(gw, protected, [auth, *_visitor_headers(run)])).status == 401
+    under = run.token(api_nonce(gw), allowed, age_over={18: False})
+    auth = (b"Authorization", f"AgeToken {under}".encode())
+    assert run.keep(get(gw, protected, [auth])).status == 403
+    token = run.token(api_nonce(gw), allowed)
+    auth = (b"Authorization", f"AgeToken {token}".encode())
+    answered = run.keep(get(gw, protected, [auth, *_visitor_headers(run)]))
+    assert answered.status == 200, answered.text
+    api_cookie = session_cookie(answered.header_list("set-cookie"))
+    assert api_cookie
+
+    # Status and logout, with and without proof of origin; a tampered cookie.
+    for value in (cookie, api_cookie, cookie[:-3] + "AAA"):
+        run.keep(get(gw, "/.agegate/status", [(b"Cookie", f"__Host-agegate={value}".encode())]))
+        run.keep(get(gw, protected, [(b"Cookie", f"__Host-agegate={value}".encode())]))
+    run.keep(
+        get(gw, "/.agegate/logout", [jar, (b"Origin", b"https://evil.example")], method="POST")
+    )
+    out = run.keep(
+        get(gw, "/.agegate/logout", [jar, (b"Origin", gw.public_origin.encode())], method="POST")
+    )
+    assert out.status == 204
+    assert cookie_value(out.header_list("set-cookie"), "__Host-agegate") == ""
+
+
+DRIVERS: dict[str, Callable[[Run], None]] = {"age-token": drive_age_token}
+
+
+def test_every_installed_verifier_kind_has_a_canary_driver() -> None:
+    kinds = set(installed_kinds())
+    assert "age-token" in kinds
+    missing = kinds - set(DRIVERS) - NO_DRIVER_NEEDED
+    assert not missing, f"verifier kinds without a privacy-canary flow driver: {sorted(missing)}"
+
+
+@pytest.fixture
+def canary_gateway(
+    upstream: UpstreamServer, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[GatewayProcess]:
+    settings = {
+        "store": redis_server.url,
+        "log_client_ip": "truncated",
+        "forward_client_ip": False,
+        "rate_limit": 1000,  # on, so rate buckets are written to Redis too
+    }
+    verifier = {"allow_claims": [ALLOWED_CLAIM]}
+    with GatewayProcess(
+        tmp_path, upstream=upstream.url, settings=settings, verifier=verifier
+    ) as gw:
+        yield gw
+
+
+def _redis_contents(redis: RedisServer) -> list[bytes]:
+    found: list[bytes] = []
+    for key in redis.command("KEYS", "*"):
+        found.append(key)
+        dumped = redis.command("DUMP", key)
+        if dumped:
+            found.append(dumped)
+        kind = redis.command("TYPE", key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind == "string":
+            found.append(redis.command("GET", key))
+        elif kind == "hash":
+            found += [bytes(x) for x in redis.command("HGETALL", key)]
+        elif kind in {"set"}:
+            found += list(redis.command("SMEMBERS", key))
+        elif kind == "zset":
+            found += list(redis.command("ZRANGE", key, 0, -1))
+        elif kind == "list":
+            found += list(redis.command("LRANGE", key, 0, -1))
+    return [f if isinstance(f, bytes) else str(f).encode() for f in found]
+
+
+def _assert_absent(where: str, haystack: str, needles: list[str]) -> None:
+    for needle in needles:
+        assert needle not in haystack, f"{needle[:40]!r} found in {where}"
+
+
+@pytest.mark.parametrize("kind", sorted(DRIVERS))
+def test_privacy_canary(
+    kind: str,
+    canary_gateway: GatewayProcess,
+    upstream: UpstreamServer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    run = Run(
+        canary_gateway,
+        identity={
+            "birthdate": "1999-" + _canary("birth"),
+            "name": "Alice " + _canary("name"),
+            "email": _canary("mail") + "@example.org",
+            "document": "P" + _canary("doc"),
+            "allowed": _canary("allowed"),
+        },
+    )
+    DRIVERS[kind](run)
+    assert run.upstream_headers, "no request reached the upstream: the drivers proved nothing"
+    assert redis_server.command("DBSIZE") > 0, "nothing in Redis: the store was not used"
+
+    everything = [*run.identity.values(), *run.client_values, *run.secrets]
+    # The loopback client shares 127.0.0.1 with the servers: their own configured
+    # addresses (listeners, upstream, Redis) are not a client's, so they are cut out first.
+    own = [
+        f"{CLIENT_IP}:{canary_gateway.port}",
+        f"{CLIENT_IP}:{canary_gateway.admin_port}",
+        f"{CLIENT_IP}:{upstream.port}",
+        f"{CLIENT_IP}:{redis_server.port}",
+    ]
+    log = canary_gateway.log_text()
+    for address in own:
+        log = log.replace(address, "<server address>")
+    assert '"event": "request"' in log or '"event":"request"' in log, log[-2000:]
+    _assert_absent("the gateway log", log, [*everything, CLIENT_IP])
+    assert "127.0.0.0/24" in log  # log_client_ip: truncated is really on
+
+    redis_blob = b"\n".join(_redis_contents(redis_server)).decode("latin-1")
+    _assert_absent("Redis", redis_blob, [*everything, CLIENT_IP])
+
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name not in CONFIG_FILES]
+    for path in written:
+        _assert_absent(str(path), path.read_bytes().decode("latin-1"), [*everything, CLIENT_IP])
+
+    metrics = request(canary_gateway.admin_port, "GET", "/metrics", host="127.0.0.1").text
+    assert "agegate_requests_total" in metrics
+    _assert_absent("/metrics", metrics, [*everything, CLIENT_IP])
+
+    upstream_text = json.dumps(run.upstream_headers)
+    _assert_absent(
+        "upstream headers", upstream_text, [*run.identity.values(), *run.secrets, CLIENT_IP]
+    )
+    assert "__Host-agegate" not in upstream_text
+    assert "site_pref=1" in upstream_text  # the site's own cookie does cross
