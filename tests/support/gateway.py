@@ -89,21 +89,26 @@ class GatewayProcess:
         settings: Mapping[str, Any] | None = None,
         verifier: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        session_key: str | None = None,
+        signing_key: ec.EllipticCurvePrivateKey | None = None,
+        port: int | None = None,
     ) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.port = port or free_port()
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.public_origin = f"http://localhost:{self.port}"
-        self.signing_key = ec.generate_private_key(ec.SECP256R1())
+        # Pass the same session key and signing key to several processes to make them
+        # behave as workers of one site (they then accept each other's nonces and cookies).
+        self.signing_key = signing_key or ec.generate_private_key(ec.SECP256R1())
         self.log_path = directory / "gateway.log"
         self.config_path = directory / "agegate.yaml"
         self.policy_path = directory / "policy.yaml"
         self.policy_path.write_text(policy)
         jwks_path = directory / "jwks.json"
         jwks_path.write_text(json.dumps(sdk.jwks(self.signing_key)))
-        (directory / "session.keys").write_text(generate_key_line() + "\n")
+        (directory / "session.keys").write_text((session_key or generate_key_line()) + "\n")
         config: dict[str, Any] = {
             "listen": f"127.0.0.1:{self.port}",
             "admin_listen": f"127.0.0.1:{self.admin_port}",
