@@ -20,7 +20,11 @@ __all__ = ["AdminApp"]
 
 
 class AdminApp:
-    """A small raw-ASGI app for operators; ``extra`` routes (e.g. forward-auth) plug in."""
+    """A small raw-ASGI app for operators; ``extra`` routes (e.g. forward-auth) plug in.
+
+    An ``extra`` route serves its path and everything below it (Envoy's ext_authz
+    appends the original path to ``/.agegate/authz``).
+    """
 
     def __init__(self, runtime: Runtime, extra: dict[str, ASGIApp] | None = None) -> None:
         self.runtime = runtime
@@ -30,9 +34,10 @@ class AdminApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
-        if path in self.extra:
-            await self.extra[path](scope, receive, send)
-            return
+        for prefix, app in self.extra.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                await app(scope, receive, send)
+                return
         if scope["method"] not in ("GET", "HEAD"):
             await send_problem(send, 405, "method_not_allowed", "admin endpoints are read-only")
             return

@@ -5,7 +5,9 @@
     GatewayApp (ASGI, lifespan: Runtime.start / Runtime.close)
     ├── Gate              hot path, raw ASGI: host → canonical path → decide → proxy
     │   └── flow          /.agegate/* (Starlette): verify, callback, status, logout
-    └── .admin            AdminApp on admin_listen: healthz, readyz, metrics, policy
+    ├── .admin            AdminApp on admin_listen: healthz, readyz, metrics, policy
+    │                     (+ /.agegate/authz when authz_listen is not set)
+    └── .authz            AuthzApp, forward-auth decisions (on authz_listen when set)
 """
 
 from __future__ import annotations
@@ -13,24 +15,30 @@ from __future__ import annotations
 import logging
 
 from gateway.admin import AdminApp
+from gateway.authz import AUTHZ_PATH, AuthzApp
 from gateway.flow import build_flow_app
 from gateway.gate import Gate
 from gateway.observability import log_event
 from gateway.problem import send_problem
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.types import Receive, Scope, Send
+from gateway.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["GatewayApp", "build_app"]
 
 
 class GatewayApp:
-    """The public ASGI application; ``admin`` is the admin listener's app."""
+    """The public ASGI application; ``admin`` and ``authz`` are the other listeners' apps."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.gate = Gate(runtime, build_flow_app(runtime))
-        self.admin = AdminApp(runtime)
+        self.authz = AuthzApp(runtime)
+        # Forward-auth answers on its own listener when one is set, else on the admin one.
+        extra: dict[str, ASGIApp] = (
+            {} if runtime.settings.authz_listen else {AUTHZ_PATH: self.authz}
+        )
+        self.admin = AdminApp(runtime, extra)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -54,6 +54,11 @@ async def _serve(
         secondaries.append(
             _SecondaryServer(uvicorn_config(app.admin, settings.admin_listen, lifespan="off"))
         )
+        if settings.authz_listen is not None:
+            # One forward-auth listener per process group, like the admin one.
+            secondaries.append(
+                _SecondaryServer(uvicorn_config(app.authz, settings.authz_listen, lifespan="off"))
+            )
     tasks = [asyncio.create_task(server.serve()) for server in secondaries]
     try:
         await primary.serve(sockets=sockets)
