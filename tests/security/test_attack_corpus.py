@@ -300,11 +300,6 @@ def test_host_case_and_port_are_accepted(gateway: GatewayProcess) -> None:
     assert get(gateway, "/echo/public/x", host=f"LOCALHOST:{gateway.port}").status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="duplicate Host: gate.py:196 checks the first Host, proxy.py:203 forwards the last "
-    "and forwarding.py:155 keeps both, so an unvalidated host reaches the upstream",
-)
 def test_duplicate_host_headers_are_refused(
     gateway: GatewayProcess, upstream: UpstreamServer
 ) -> None:
@@ -318,11 +313,6 @@ def test_duplicate_host_headers_are_refused(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="absolute-form: gate.py:194 validates the target's host but proxy.py:203/"
-    "forwarding.py:155 forward the client's unvalidated Host (and X-Forwarded-Host) upstream",
-)
 def test_absolute_form_host_replaces_the_host_header(
     gateway: GatewayProcess, upstream: UpstreamServer
 ) -> None:

@@ -161,8 +161,8 @@ PROTOCOL_REFUSALS = {
 
 @pytest.mark.xfail(
     strict=True,
-    reason="server.py GatewayHttpProtocol.send_400_response writes 414/431 (and uvicorn's "
-    "own 400) without SECURITY_HEADERS (no Cache-Control: no-store, CSP, nosniff)",
+    reason="server.py:120 GatewayHttpProtocol.send_400_response writes 414/431 (and "
+    "uvicorn's own 400 via super()) without SECURITY_HEADERS (no-store, CSP, nosniff)",
 )
 @pytest.mark.parametrize("headers", PROTOCOL_REFUSALS.values(), ids=PROTOCOL_REFUSALS)
 def test_protocol_level_refusals_carry_security_headers(
