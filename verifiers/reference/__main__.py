@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from verifiers.reference.app import ReferenceConfig, build_reference_app
+from verifiers.reference.issuer import IssuerKey, load_issuer_keys
 from verifiers.sdk import load_signing_key
 
 __all__ = ["main", "parse_args"]
@@ -47,6 +48,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-lifetime", type=float, default=120.0, help="seconds (max 300)")
     parser.add_argument("--assurance-level", default="basic", help="level put in tokens")
     parser.add_argument(
+        "--pp-keys-dir",
+        type=Path,
+        help="Privacy Pass issuer keys: load pp-<N>.key.pem here, create missing ones",
+    )
+    parser.add_argument(
+        "--pp-thresholds",
+        default="18,21",
+        help="ages to keep a Privacy Pass key for (comma-separated, default 18,21)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     return parser.parse_args(argv)
@@ -60,12 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         clients[client_id] = (*clients.get(client_id, ()), redirect_uri)
     try:
         key = load_signing_key(args.key.read_bytes()) if args.key else None
+        pp_keys: tuple[IssuerKey, ...] = ()
+        if args.pp_keys_dir is not None:
+            thresholds = [int(n) for n in args.pp_thresholds.split(",") if n.strip()]
+            pp_keys = tuple(load_issuer_keys(args.pp_keys_dir, thresholds))
         config = ReferenceConfig(
             issuer=args.issuer or f"http://localhost:{args.port}",
             clients=clients,
             signing_key=key,
             token_lifetime=args.token_lifetime,
             assurance_level=args.assurance_level,
+            pp_keys=pp_keys,
         )
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

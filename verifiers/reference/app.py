@@ -12,6 +12,9 @@ Endpoints::
     GET  /authorize?client_id=&redirect_uri=&response_mode=&nonce=&state=&min_age=
     POST /authorize                the date-of-birth form's submit (or Cancel)
 
+With ``pp_keys`` it is also a Privacy Pass attester and issuer (RFC 9578 type
+2): see :mod:`verifiers.reference.issuer` for those endpoints.
+
 Privacy: the date of birth is turned into threshold booleans and dropped in
 the request that carried it; it is never stored or logged.  The app logs its
 own access lines (method, path, status, duration: no query string, so no
@@ -36,6 +39,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from verifiers.base import AssuranceLevel
+from verifiers.reference.issuer import IssuerKey, PrivacyPassIssuer
 from verifiers.reference.pages import Pages, Raw, origin_of
 from verifiers.reference.params import (
     AuthorizeRequest,
@@ -75,6 +79,8 @@ class ReferenceConfig:
     assurance_level: str = "basic"
     age_method: str | None = "self_declared"
     form_ttl: float = 600
+    # Privacy Pass issuer keys (one per age threshold); none: no issuer endpoints.
+    pp_keys: tuple[IssuerKey, ...] = ()
     clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +188,7 @@ class _Handlers:
             title="Confirm your age",
             status_code=400 if error else 200,
             form_action=(origin_of(auth.redirect_uri),),
+            action="/authorize",
             client=auth.client_id,
             min_age=auth.min_age,
             thresholds=", ".join(str(n) for n in auth.thresholds),
@@ -269,13 +276,21 @@ def build_reference_app(config: ReferenceConfig) -> Starlette:
     key = config.signing_key or generate_signing_key("ES256")
     algorithm_for(key)  # refuse an unusable key at start, not at the first visitor
     handlers = _Handlers(config, key)
-    app = Starlette(
-        routes=[
-            Route("/", handlers.index, methods=["GET"]),
-            Route("/.well-known/jwks.json", handlers.jwks, methods=["GET"]),
-            Route("/authorize", handlers.authorize_page, methods=["GET"]),
-            Route("/authorize", handlers.authorize_submit, methods=["POST"]),
-        ]
-    )
+    routes = [
+        Route("/", handlers.index, methods=["GET"]),
+        Route("/.well-known/jwks.json", handlers.jwks, methods=["GET"]),
+        Route("/authorize", handlers.authorize_page, methods=["GET"]),
+        Route("/authorize", handlers.authorize_submit, methods=["POST"]),
+    ]
+    if config.pp_keys:
+        issuer = PrivacyPassIssuer(
+            config.pp_keys,
+            issuer_url=config.issuer,
+            clients=config.clients,
+            clock=config.clock,
+            pages=handlers.pages,
+        )
+        routes += issuer.routes()
+    app = Starlette(routes=routes)
     app.add_middleware(_AccessLog, logger=logging.getLogger(ACCESS_LOGGER))
     return app
