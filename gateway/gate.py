@@ -141,7 +141,18 @@ class Gate:
         if target.get("target_error"):
             # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
             raise BadRequest(target["target_error"], "the request target is not acceptable")
-        host = target.get("target_host") or host_name(header(headers, b"host"))
+        host_values = [value for key, value in headers if key == b"host"]
+        if len(host_values) > 1:
+            # RFC 9112 §3.2: more than one Host is a 400; which one a server reads differs.
+            raise BadRequest("duplicate_host", "more than one Host header")
+        host = host_name(host_values[0]) if host_values else None
+        target_host = target.get("target_host")
+        if target_host is not None and target_host not in self.settings.hosts:
+            raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
+        if target_host is not None and target_host != host:
+            # RFC 9112 §3.2.2 would have us replace Host with the target's authority; the
+            # upstream would still see the client's Host, so a mismatch is refused instead.
+            raise BadRequest("host_mismatch", "the request target names another host than Host")
         if host is None or host not in self.settings.hosts:
             raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
         path = canonical_path(
@@ -164,6 +175,7 @@ class Gate:
         if requirement is not None:
             add.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
             add.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
+            send = _private_cache(send)
         if evaluation.consumed_authorization:
             # The credential was ours: it never goes upstream.
             scope = dict(scope)
@@ -188,6 +200,29 @@ class Gate:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_problem(send, status, reason, detail, accept=accept, head=method == "HEAD")
+
+
+def _private_cache(send: Send) -> Send:
+    """Keep a protected response out of shared caches.
+
+    A cache in front of the gateway would otherwise store an age-restricted page
+    and serve it to visitors who never proved their age.  ``private`` (or
+    ``no-store``) from the upstream stands; anything else becomes ``private``.
+    """
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            current = b",".join(v for k, v in headers if k.lower() == b"cache-control").lower()
+            if b"private" not in current and b"no-store" not in current:
+                message = dict(message)
+                message["headers"] = [
+                    *((k, v) for k, v in headers if k.lower() != b"cache-control"),
+                    (b"cache-control", b"private"),
+                ]
+        await send(message)
+
+    return wrapped
 
 
 def _add_response_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

@@ -42,6 +42,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.errors import BadRequest
 from gateway.paths import split_target
+from gateway.problem import SECURITY_HEADERS
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -56,7 +57,7 @@ MAX_TARGET_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 MAX_HEADER_COUNT = 100
 
-_REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+_REASONS = {400: b"Bad Request", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
 
 class _TooLarge(Exception):
@@ -118,17 +119,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a parser error; ours for an oversized head."""
-        status = self._agegate_refusal
-        if status is None:
-            super().send_400_response(msg)
-            return
+        """Answer a parser error (400) or an oversized head (414/431), then close.
+
+        Written here rather than by uvicorn so these answers carry the same
+        security headers as every other gateway response; ``msg`` (the parser's
+        words, which may quote input) is not echoed.
+        """
+        status = self._agegate_refusal or 400
         self._agegate_refusal = None
         reason = _REASONS[status]
+        security = b"".join(b"%s: %s\r\n" % pair for pair in SECURITY_HEADERS)
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, reason, len(reason), reason)
+            b"content-length: %d\r\nconnection: close\r\n%s\r\n%s"
+            % (status, reason, len(reason), security, reason)
         )
         self.transport.close()
 

@@ -72,6 +72,7 @@ def test_public_route_is_proxied_with_forwarding_headers(client: httpx.Client) -
     assert "x-agegate-age-over" not in headers  # client-sent: stripped
     assert headers["x-forwarded-for"] == "127.0.0.1"  # untrusted peer: rebuilt, not appended
     assert "for=" in headers["forwarded"]
+    assert "cache-control" not in response.headers  # public routes: the upstream's choice
 
 
 def test_protected_route_challenges_browsers_with_a_redirect(client: httpx.Client) -> None:
@@ -100,6 +101,7 @@ def test_api_token_grants_a_session_and_is_not_forwarded(
     assert "authorization" not in headers
     assert headers["x-agegate-age-over"] == "18"
     assert headers["x-agegate-assurance"] == "basic"
+    assert response.headers["cache-control"] == "private"  # never stored by a shared cache
     cookie = session_cookie(response.headers.get_list("set-cookie"))
     assert cookie and cookie.startswith("v1.")
     set_cookie = response.headers["set-cookie"]

@@ -159,11 +159,6 @@ PROTOCOL_REFUSALS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.py:120 GatewayHttpProtocol.send_400_response writes 414/431 (and "
-    "uvicorn's own 400 via super()) without SECURITY_HEADERS (no-store, CSP, nosniff)",
-)
 @pytest.mark.parametrize("headers", PROTOCOL_REFUSALS.values(), ids=PROTOCOL_REFUSALS)
 def test_protocol_level_refusals_carry_security_headers(
     gateway: GatewayProcess, headers: list[tuple[bytes, bytes]]
