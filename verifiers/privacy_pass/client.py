@@ -45,12 +45,14 @@ __all__ = [
     "ClientError",
     "OfferedChallenge",
     "PendingToken",
+    "Redemption",
     "attest",
     "authorization_value",
     "begin_issuance",
     "fetch_token",
     "finish_issuance",
     "parse_private_token_challenges",
+    "redeem",
 ]
 
 DIRECTORY_PATH = "/.well-known/private-token-issuer-directory"
@@ -255,3 +257,36 @@ async def fetch_token(
                 raise ClientError(f"bad TokenResponse: {exc}") from None
             return authorization_value(finish_issuance(pending, response))
     raise ClientError("no challenge could be answered: " + "; ".join(refusals))
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """What :func:`redeem` saw: the status with the token and whether a session was set."""
+
+    status: int
+    challenged: bool
+    session_cookie: bool
+
+
+async def redeem(url: str, issuer_url: str, birth_date: str) -> Redemption:
+    """The whole flow against a protected URL: 401 -> attest -> token -> redeem.
+
+    Used by ``agegate pp fetch``.  Raises :class:`ClientError` when a step fails.
+    """
+    from verifiers.privacy_pass.verifier import origin_name
+
+    headers = {"Accept": "application/json"}
+    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+        async with session.get(url, headers=headers, allow_redirects=False) as first:
+            if first.status != 401:
+                return Redemption(first.status, False, False)
+            challenges = first.headers.getall("WWW-Authenticate", [])
+        attestation = await attest(issuer_url, birth_date, http=session)
+        credential = await fetch_token(
+            challenges, issuer_url, attestation, origin=origin_name(url), http=session
+        )
+        headers["Authorization"] = credential
+        async with session.get(url, headers=headers, allow_redirects=False) as answer:
+            cookies = answer.headers.getall("Set-Cookie", [])
+            has_session = any(c.startswith("__Host-agegate=") for c in cookies)
+            return Redemption(answer.status, True, has_session)
