@@ -86,7 +86,22 @@ def _parser() -> argparse.ArgumentParser:
         help="maximum exp - iat in seconds (default 300)",
     )
 
-    commands.add_parser("demo", help="run the demo shop, reference verifier and gateway")
+    pp = commands.add_parser("pp", help="Privacy Pass client commands")
+    pp_commands = pp.add_subparsers(dest="pp_command", required=True, parser_class=_Parser)
+    fetch = pp_commands.add_parser(
+        "fetch", help="prove an age to a protected URL with a Privacy Pass token"
+    )
+    fetch.add_argument("--url", required=True, help="the protected URL (answers 401)")
+    fetch.add_argument("--issuer", required=True, help="the attester/issuer base URL")
+    fetch.add_argument("--birth-date", required=True, help="YYYY-MM-DD, for the attester")
+
+    demo = commands.add_parser("demo", help="run the demo shop, reference verifier and gateway")
+    demo.add_argument(
+        "--session-ttl",
+        metavar="DURATION",
+        help="cap the demo session lifetime, e.g. 30s (default: the policy's)",
+    )
+    demo.add_argument("--policy", metavar="FILE", help="policy file (default: the example)")
     return parser
 
 
@@ -137,11 +152,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "verifier":
         return _verifier_check(args)
+    if args.command == "pp":
+        return _pp_fetch(args)
     if args.command == "demo":
         from gateway.demo.runner import run_demo
+        from verifiers.config import parse_duration
 
-        return run_demo()
+        try:
+            ttl = parse_duration(args.session_ttl) if args.session_ttl else None
+        except ValueError as exc:
+            print(f"agegate: --session-ttl: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return run_demo(session_ttl=ttl, policy=Path(args.policy) if args.policy else None)
     return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+def _pp_fetch(args: argparse.Namespace) -> int:
+    from verifiers.privacy_pass.client import ClientError, redeem
+
+    try:
+        result = asyncio.run(redeem(args.url, args.issuer, args.birth_date))
+    except (ClientError, OSError, ValueError) as exc:
+        print(f"agegate pp fetch: {exc}", file=sys.stderr)
+        return EXIT_FINDING
+    if not result.challenged:
+        print(f"{result.status}: no PrivateToken challenge (the URL did not answer 401)")
+        return EXIT_FINDING
+    cookie = "session cookie __Host-agegate set" if result.session_cookie else "no session cookie"
+    print(f"{result.status}: token redeemed; {cookie}")
+    return EXIT_OK if 200 <= result.status < 300 else EXIT_FINDING
 
 
 def _config_check(path: str | None) -> int:
