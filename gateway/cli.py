@@ -190,9 +190,12 @@ def _config_check(path: str | None) -> int:
     from verifiers.base import VerifierServices
 
     settings = load_settings(path)
-    runtime = Runtime.create(settings)
-    services = VerifierServices(http=None, base_dir=str(settings.base_dir))
+    # Settings and verifiers first (configuration errors, exit 2), then the policy (exit 1).
+    services = VerifierServices(
+        http=None, base_dir=str(settings.base_dir), audience=settings.audience
+    )
     verifiers = load_verifiers(settings.verifiers, services)
+    runtime = Runtime.create(settings)
     policy = runtime.policies.policy
     print(
         f"OK {settings.source}: listen {settings.listen}, admin {settings.admin_listen}, "

@@ -1,0 +1,195 @@
+"""The ``agegate`` command line as a user runs it: real processes, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.keys import generate_key_line, parse_key_lines
+from verifiers import sdk
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "policies" / "example.yaml"
+
+
+def agegate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd or ROOT,
+        check=False,
+    )
+
+
+def test_policy_check_example_passes_its_embedded_tests() -> None:
+    result = agegate("policy", "check", str(EXAMPLE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+    assert "tests passed" in result.stdout
+
+
+def test_policy_check_shadowed_rule_exits_1_naming_both_rules(tmp_path: Path) -> None:
+    policy = tmp_path / "shadow.yaml"
+    policy.write_text(
+        "version: 1\ndefaults: {verifiers: [v]}\nroutes:\n"
+        "  - {name: wine-all, path: /wine/**, min_age: 18}\n"
+        "  - {name: wine-red, path: /wine/red, min_age: 21}\n"
+        "  - {name: rest, path: /**, action: allow}\n"
+    )
+    result = agegate("policy", "check", str(policy))
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "wine-red" in output and "wine-all" in output
+    assert str(policy) in output
+
+
+def test_policy_check_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    assert agegate("policy", "check", str(tmp_path / "nope.yaml")).returncode == 2
+
+
+def test_policy_explain_shows_canonical_path_and_rule() -> None:
+    result = agegate(
+        "policy", "explain", str(EXAMPLE), "GET https://shop.example/static/%2e%2e/wine/red"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/wine/red" in result.stdout
+    assert "wine" in result.stdout
+    assert "challenge" in result.stdout
+    allowed = agegate(
+        "policy", "explain", str(EXAMPLE), "GET https://shop.example/wine/red", "--age-over", "18"
+    )
+    assert allowed.returncode == 0
+    assert "allow" in allowed.stdout
+
+
+def test_bad_arguments_exit_2() -> None:
+    assert agegate("policy").returncode == 2
+    assert agegate("nonsense").returncode == 2
+    assert agegate("policy", "explain", str(EXAMPLE)).returncode == 2
+
+
+def test_keys_generate_prints_a_loadable_key() -> None:
+    result = agegate("keys", "generate")
+    assert result.returncode == 0
+    line = result.stdout.strip()
+    assert len(line) == 43
+    assert len(parse_key_lines(line)[0]) == 32
+
+
+def write_config(tmp_path: Path, **extra: object) -> Path:
+    (tmp_path / "session.keys").write_text(generate_key_line() + "\n")
+    (tmp_path / "jwks.json").write_text(
+        json.dumps(sdk.jwks(ec.generate_private_key(ec.SECP256R1())))
+    )
+    config = {
+        "session_keys_file": "session.keys",
+        "policy": str(EXAMPLE),
+        "verifiers": {
+            "reference-token": {
+                "kind": "age-token",
+                "issuer": "https://i.test",
+                "jwks_file": "jwks.json",
+            }
+        },
+        **extra,
+    }
+    path = tmp_path / "agegate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_config_check_ok(tmp_path: Path) -> None:
+    result = agegate("config", "check", "--config", str(write_config(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"workers": 2}, "redis://"),
+        ({"listen": "nowhere"}, "listen"),
+        ({"verifiers": {"x": {"kind": "no-such-kind"}}}, "no-such-kind"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_config_check_names_the_problem(
+    tmp_path: Path, extra: dict[str, object], expected: str
+) -> None:
+    result = agegate("config", "check", "--config", str(write_config(tmp_path, **extra)))
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_check_unknown_verifier_in_policy_is_a_finding(tmp_path: Path) -> None:
+    config = write_config(tmp_path, verifiers={})
+    result = agegate("config", "check", "--config", str(config))
+    assert result.returncode == 1
+    assert "reference-token" in result.stderr
+
+
+def test_verifier_check_passes_a_conforming_token_and_reports_deviations(
+    tmp_path: Path,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(sdk.jwks(key)))
+    good = sdk.issue_age_token(
+        key,
+        issuer="https://i.test",
+        audience="https://shop.example",
+        nonce="n-123",
+        age_over={18: True},
+    )
+    ok = agegate(
+        "verifier",
+        "check",
+        "--issuer",
+        "https://i.test",
+        "--jwks",
+        str(jwks),
+        "--token",
+        good,
+        "--audience",
+        "https://shop.example",
+        "--nonce",
+        "n-123",
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("OK")
+    (tmp_path / "bad.jwt").write_text(good)
+    bad = agegate(
+        "verifier",
+        "check",
+        "--issuer",
+        "https://other.test",
+        "--jwks",
+        str(jwks),
+        "--token",
+        f"@{tmp_path / 'bad.jwt'}",
+        "--audience",
+        "https://elsewhere",
+        "--nonce",
+        "n-999",
+    )
+    assert bad.returncode == 1
+    for code in ("wrong_issuer", "wrong_audience", "wrong_nonce"):
+        assert code in bad.stdout
+
+
+def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = agegate("run", "--config", str(write_config(tmp_path, upstream="ftp://x")))
+    assert result.returncode == 2
+    assert "upstream" in result.stderr
+    assert time.monotonic() - started < 30
