@@ -36,9 +36,11 @@ system-deps:
 	fi
 
 interop-deps:
-	@if [ -f tests/interop/package.json ] && [ ! -f tests/interop/node_modules/.installed ]; then \
-	  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error) && touch tests/interop/node_modules/.installed; \
-	fi
+	@for dir in tests/interop tests/interop/privacypass; do \
+	  if [ -f $$dir/package.json ] && [ ! -f $$dir/node_modules/.installed ]; then \
+	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) && touch $$dir/node_modules/.installed || exit 1; \
+	  fi; \
+	done
 
 # A tiny third-party verifier plug-in: proves kinds are discovered with no change to agegate.
 plugin-deps: install
