@@ -7,11 +7,20 @@ duration, request id, and a truncated client address only when enabled).
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
+from typing import Any
 
-from gateway.observability import ACCESS_LOGGER, Metrics, truncate_ip
+from gateway.observability import (
+    ACCESS_LOGGER,
+    BufferedHandler,
+    JsonFormatter,
+    Metrics,
+    truncate_ip,
+    utc_timestamp,
+)
 from gateway.types import Message, Send
 
 __all__ = ["AccessLog", "AccessRecord", "recording_status"]
@@ -62,20 +71,29 @@ class AccessRecord:
 
 
 class AccessLog:
-    """Writes access lines and request metrics."""
+    """Writes access lines and request metrics.
+
+    The line is the same JSON object :class:`~gateway.observability.JsonFormatter`
+    writes, built here directly and handed to the buffered handler: a stdlib
+    ``LogRecord`` per request cost about a third of a proxied request's CPU.
+    """
 
     def __init__(self, metrics: Metrics, *, log_client_ip: bool) -> None:
         self.metrics = metrics
         self.log_client_ip = log_client_ip
         self._logger = logging.getLogger(ACCESS_LOGGER)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def finish(self, record: AccessRecord, client_ip: str | None) -> None:
         duration = time.perf_counter() - record.started
-        self.metrics.requests.labels(record.rule or "", record.decision, str(record.status)).inc()
-        self.metrics.duration.labels(record.decision).observe(duration)
+        self._count(record, duration)
         if not self._logger.isEnabledFor(logging.INFO):
             return
         fields: dict[str, object] = {
+            "time": utc_timestamp(time.time()),
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "event": "request",
             "method": record.method,
             "path": record.path,
             "status": record.status,
@@ -91,7 +109,39 @@ class AccessLog:
             fields["verifier"] = record.verifier
         if self.log_client_ip:
             fields["client"] = truncate_ip(client_ip)
-        self._logger.info("request", extra={"event": "request", "fields": fields})
+        handler = _handler_of(self._logger)
+        if isinstance(handler, BufferedHandler) and isinstance(handler.formatter, JsonFormatter):
+            handler.write_line(json.dumps(fields, separators=(",", ":")))
+        else:  # text format, or a test's capturing handler: the ordinary logging path
+            del fields["time"], fields["level"], fields["logger"], fields["event"]
+            self._logger.info("request", extra={"event": "request", "fields": fields})
+
+    def _count(self, record: AccessRecord, duration: float) -> None:
+        # Metric children are looked up once per label set: labels() takes a lock each time.
+        key = (record.rule or "", record.decision, str(record.status))
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 10_000:  # bounded: statuses and rules are few, but
+                self._children.clear()  # a bug elsewhere must not grow this without end
+            children = (
+                self.metrics.requests.labels(*key),
+                self.metrics.duration.labels(record.decision),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(duration)
+
+
+def _handler_of(logger: logging.Logger) -> logging.Handler | None:
+    """The handler a record from ``logger`` would reach first (it may sit on a parent)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.handlers:
+            return current.handlers[0]
+        if not current.propagate:
+            return None
+        current = current.parent
+    return None
 
 
 def recording_status(send: Send, record: AccessRecord) -> Send:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -28,6 +29,7 @@ __all__ = [
     "configure_logging",
     "log_event",
     "truncate_ip",
+    "utc_timestamp",
 ]
 
 ACCESS_LOGGER = "agegate.access"
@@ -77,8 +79,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": utc_timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": getattr(record, "event", None) or record.getMessage(),
@@ -135,14 +136,17 @@ class BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
+            line = self.format(record)
         except (TypeError, ValueError):
             self.handleError(record)
             return
+        self.write_line(line, urgent=record.levelno >= logging.WARNING)
+
+    def write_line(self, line: str, *, urgent: bool = False) -> None:
+        """Queue one already-formatted line (the access log's fast path)."""
         with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._pending_size += len(line)
-            urgent = record.levelno >= logging.WARNING
+            self._pending.append(line + self.terminator)
+            self._pending_size += len(line) + 1
         if urgent or self._pending_size >= self._max_buffer:
             self.flush()
 
@@ -171,6 +175,16 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: Any = None
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+
+
+def utc_timestamp(now: float) -> str:
+    """RFC 3339 UTC time with milliseconds, as in every log line."""
+    return _second_prefix(int(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4)
+def _second_prefix(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def log_event(

@@ -102,3 +102,27 @@ def test_metrics_use_their_own_registry() -> None:
         )
         is None
     )
+
+
+def test_access_lines_take_the_buffered_fast_path_with_the_same_shape() -> None:
+    from gateway.access import AccessLog, AccessRecord
+    from gateway.observability import ALLOWED_LOG_FIELDS, configure_logging
+
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    try:
+        access = AccessLog(Metrics.create(), log_client_ip=True)
+        record = AccessRecord("GET")
+        record.set(status=200, rule="wine", decision="allow", reason="session_ok")
+        record.path = "/wine/red"
+        access.finish(record, "203.0.113.9")
+        handler = logging.getLogger("agegate").handlers[0]
+        assert isinstance(handler, BufferedHandler)
+        handler.flush()
+        [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+        assert line["event"] == "request" and line["logger"] == "agegate.access"
+        assert line["client"] == "203.0.113.0/24"
+        assert set(line) - {"time", "level", "logger", "event"} <= ALLOWED_LOG_FIELDS
+        assert line["time"].endswith("Z")
+    finally:
+        configure_logging("json", "info")
