@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gateway.cookies import get_cookie, set_cookie
 from gateway.errors import StoreUnavailable
 from gateway.policy import Decision, Outcome, decide
+from gateway.policy.decide import NO_MATCH, decide_for_rule
 from gateway.policy.facts import RequestFacts
 from gateway.runtime import Runtime
 from gateway.session import SESSION_COOKIE
@@ -81,10 +82,12 @@ class Evaluator:
         now = time.time() if now is None else now
         policy = runtime.policies.policy
         rule = policy.match(facts.method, facts.host, facts.path)
+        if rule is None:
+            return Evaluation(NO_MATCH)
         session = None
-        if rule is not None and rule.min_age is not None:
+        if rule.min_age is not None:  # public and deny rules never open the cookie
             session = runtime.sessions.open(get_cookie(headers, SESSION_COOKIE), now)
-        decision = decide(facts, session, policy, now)
+        decision = decide_for_rule(rule, facts.jurisdiction, session, now)
         if decision.outcome is not Outcome.CHALLENGE or not decision.enforced:
             return Evaluation(decision)
         authorization = header(headers, b"authorization")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import gateway.session as session_module
 from gateway.errors import ConfigError
-from gateway.keys import key_id
+from gateway.keys import generate_key_line, key_id, parse_key_lines
 from gateway.nonces import derive_key
 from gateway.policy.facts import SessionClaims
 from gateway.session import (
@@ -649,3 +649,30 @@ def test_ordinary_paths_are_unchanged(value: str) -> None:
     if "//" in value.split("?", maxsplit=1)[0]:
         return
     assert session_module.safe_return_path(value) == value
+
+
+def test_opened_cookies_are_cached_but_expiry_is_still_checked() -> None:
+    # The cache makes a second open of the same value skip decoding; it must not
+    # keep an expired session alive nor let a tampered variant in.
+    reasons: list[str] = []
+    keys = parse_key_lines(generate_key_line())
+    codec = SessionCodec(keys, "https://shop.example", on_invalid=reasons.append, cache_size=2)
+    now = 1_000_000.0
+    claims = SessionClaims(frozenset({18}), frozenset(), AssuranceLevel.BASIC, "v", now, now + 60)
+    value = codec.seal(claims)
+    assert codec.open(value, now) == claims
+    assert codec.open(value, now + 30) == claims  # from the cache
+    assert codec.open(value, now + 60) is None  # expired, even though cached
+    assert reasons == ["expired"]
+    tampered = value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1]
+    assert codec.open(tampered, now) is None
+    others = [
+        codec.seal(
+            SessionClaims(
+                frozenset({18}), frozenset(), AssuranceLevel.BASIC, "v", now, now + 60 + i
+            )
+        )
+        for i in range(5)
+    ]
+    assert all(codec.open(o, now) is not None for o in others)
+    assert len(codec._cache) <= 2  # bounded
