@@ -130,6 +130,7 @@ class DemoStack:
         self.files = write_demo_files(
             directory, self.ports, policy=policy or default_policy(), session_ttl=session_ttl
         )
+        self.session_ttl = session_ttl
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -356,6 +357,14 @@ class Browser:
         """Every cookie in the profile, for every site, by name (DevTools, HttpOnly too)."""
         cookies = self.driver.execute_cdp_cmd("Storage.getCookies", {})["cookies"]
         return {cookie["name"]: cookie for cookie in cookies}
+
+    def put_cookie(self, origin: str, cookie: Mapping[str, Any]) -> None:
+        """Store ``cookie`` (a :meth:`cookie_jar` entry) for ``origin``, as if it had been set."""
+        fields = ("name", "value", "path", "secure", "httpOnly", "sameSite", "expires")
+        # A url and no domain: a host-only cookie, as the __Host- prefix demands.
+        params = {"url": f"{origin}/", **{key: cookie[key] for key in fields}}
+        if not self.driver.execute_cdp_cmd("Network.setCookie", params).get("success", True):
+            raise AssertionError(f"Chromium refused the cookie {cookie['name']}")
 
     def network(self) -> list[NetworkEvent]:
         """Every request pages have made since launch, with the status of its response."""
