@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := redis-server chromium chromium-driver nginx caddy wrk
 DEB_COMMANDS := redis-server chromium chromedriver nginx caddy wrk
 
-.PHONY: demo test lint typecheck pytest bench install system-deps interop-deps plugin-deps clean
+.PHONY: demo test lint typecheck pytest bench bench-forward-auth install system-deps interop-deps plugin-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -59,6 +59,9 @@ pytest: install
 
 bench: install system-deps
 	bash loadtests/bench.sh
+
+bench-forward-auth: install system-deps
+	bash loadtests/forward_auth.sh
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/artifacts .pytest_cache .mypy_cache .ruff_cache

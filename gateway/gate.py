@@ -116,9 +116,10 @@ class Gate:
             record.mode = "report-only"
         outcome = decision.effective
         if outcome is Outcome.ALLOW:
-            await self._forward(
-                scope, receive, send, record, path, decision.requirement, evaluation
-            )
+            # Report-only lets an unproven visitor through: the site must not be told an
+            # age was proven, so X-Agegate-* go upstream only for a real allow.
+            proven = decision.requirement if decision.outcome is Outcome.ALLOW else None
+            await self._forward(scope, receive, send, record, path, proven, evaluation)
             return
         if scope["type"] == "websocket":
             record.status = 403

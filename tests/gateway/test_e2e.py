@@ -264,3 +264,26 @@ def test_access_log_is_json_and_holds_no_secrets(
     assert "secret-query" not in text
     assert "AgeToken ey" not in text and ".ey" not in text
     assert all("client" not in line for line in lines)  # log_client_ip is off by default
+
+
+REPORT_ONLY_POLICY = """
+version: 1
+defaults: {verifiers: [test-token], assurance: basic}
+routes:
+  - {name: trial, path: /echo/trial/**, min_age: 18, mode: report-only}
+  - {name: rest, path: /**, action: allow}
+"""
+
+
+def test_report_only_lets_through_without_claiming_an_age(
+    upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    with GatewayProcess(tmp_path, upstream=upstream.url, policy=REPORT_ONLY_POLICY) as gw:
+        response = httpx.get(gw.url + "/echo/trial/x")
+        assert response.status_code == 200
+        headers = {k.lower() for k, _ in response.json()["headers"]}
+        assert "x-agegate-age-over" not in headers
+        assert "x-agegate-assurance" not in headers
+        lines = [line for line in gw.log_lines() if line.get("event") == "request"]
+        assert lines[-1]["decision"] == "challenge"
+        assert lines[-1]["mode"] == "report-only"
