@@ -34,9 +34,11 @@ from typing import Any, TextIO
 import yaml
 
 from gateway.keys import generate_key_line
+from verifiers.reference.issuer import load_issuer_keys
 from verifiers.sdk import generate_signing_key, signing_key_pem
 
 __all__ = [
+    "PP_VERIFIER_NAME",
     "VERIFIER_NAME",
     "DemoFiles",
     "DemoPorts",
@@ -48,6 +50,9 @@ __all__ = [
 ]
 
 VERIFIER_NAME = "reference-token"
+# The reference service is also a Privacy Pass issuer; one key per threshold.
+PP_VERIFIER_NAME = "reference-pp"
+PP_THRESHOLDS = (18, 21)
 # The reference verifier only simulates a check, so it claims the lowest useful level.
 DEMO_ASSURANCE = "basic"
 _HOST = "127.0.0.1"
@@ -88,6 +93,7 @@ class DemoFiles:
     config: Path
     session_keys: Path
     signing_key: Path
+    pp_keys: Path | None = None  # the reference issuer's Privacy Pass keys
 
 
 def demo_ports(
@@ -149,10 +155,21 @@ def write_demo_files(
         "max_token_lifetime": "300s",
         "assurance_level": "basic",
     }
+    pp_keys = directory / "pp-keys"
+    load_issuer_keys(pp_keys, PP_THRESHOLDS)  # written now, so the gateway finds them at start
+    privacy_pass: dict[str, Any] = {
+        "kind": "privacy-pass",
+        "label": "Privacy Pass (reference issuer, development only)",
+        "issuer_name": f"localhost:{ports.verifier}",
+        "token_keys": {str(n): str(pp_keys / f"pp-{n}.spki.pem") for n in PP_THRESHOLDS},
+        "authorize_url": f"{ports.issuer}/pp/authorize",
+        "assurance_level": "basic",
+    }
     if session_ttl is not None:
         if session_ttl <= 0:
             raise ValueError("session_ttl must be a positive number of seconds")
         verifier["max_session_ttl"] = f"{session_ttl:g}s"
+        privacy_pass["max_session_ttl"] = f"{session_ttl:g}s"
     settings = {
         "listen": f"{_HOST}:{ports.gateway}",
         "admin_listen": f"{_HOST}:{ports.admin}",
@@ -163,12 +180,12 @@ def write_demo_files(
         "session_keys_file": session_keys.name,
         "store": "memory://",
         "policy": str(policy.resolve()),
-        "verifiers": {VERIFIER_NAME: verifier},
+        "verifiers": {VERIFIER_NAME: verifier, PP_VERIFIER_NAME: privacy_pass},
         "log": {"format": "text", "level": "info"},
     }
     header = "# agegate demo settings: throwaway, removed when the demo stops.\n"
     config.write_text(header + yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
-    return DemoFiles(directory, config, session_keys, signing_key)
+    return DemoFiles(directory, config, session_keys, signing_key, pp_keys)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -192,6 +209,8 @@ def demo_commands(
             "--issuer", ports.issuer, "--client", f"{ports.origin}={ports.callback}",
             "--key", str(files.signing_key), "--assurance-level", DEMO_ASSURANCE,
             "--log-level", "warning",
+            "--client", f"{ports.origin}={ports.origin}/.agegate/callback/{PP_VERIFIER_NAME}",
+            *(["--pp-keys-dir", str(files.pp_keys)] if files.pp_keys else []),
         ],
         "gateway": [python, "-m", "gateway.cli", "run", "--config", str(files.config)],
     }  # fmt: skip
