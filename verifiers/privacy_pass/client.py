@@ -16,6 +16,7 @@ the age; see docs/privacy-pass.md.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
@@ -116,8 +117,6 @@ def begin_issuance(
     challenge: bytes, key: IssuerPublicKey, *, nonce: bytes | None = None
 ) -> tuple[TokenRequest, PendingToken]:
     """RFC 9578 §6.1: the TokenRequest for ``challenge`` and what to keep for finishing."""
-    import hashlib
-
     nonce = secrets.token_bytes(32) if nonce is None else nonce
     digest = hashlib.sha256(challenge).digest()
     token_input = TOKEN_TYPE_BLIND_RSA.to_bytes(2, "big") + nonce + digest + key.token_key_id

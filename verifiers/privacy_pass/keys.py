@@ -10,6 +10,7 @@ key id, and an ``id-RSASSA-PSS`` SPKI with other parameters is refused.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,6 @@ def parse_spki(der: bytes) -> tuple[int, int]:
 
 def spki_pem(spki: bytes) -> bytes:
     """PEM ``PUBLIC KEY`` armour around a DER SPKI."""
-    import base64
-
     body = base64.encodebytes(spki).decode("ascii").replace("\n", "")
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return (
@@ -122,8 +121,6 @@ def load_public_key(path: Path) -> IssuerPublicKey:
         text = data.decode("ascii", "replace")
         if "BEGIN PUBLIC KEY" not in text:
             raise ValueError(f"{path}: expected a PEM 'PUBLIC KEY' (SPKI)")
-        import base64
-
         body = text.split("-----BEGIN PUBLIC KEY-----", 1)[1].split("-----END", 1)[0]
         try:
             data = base64.b64decode("".join(body.split()), validate=True)
