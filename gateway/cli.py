@@ -185,16 +185,12 @@ def _pp_fetch(args: argparse.Namespace) -> int:
 
 def _config_check(path: str | None) -> int:
     from gateway.plugins import load_verifiers
-    from gateway.runtime import Runtime
+    from gateway.runtime import Runtime, verifier_services
     from gateway.settings import load_settings
-    from verifiers.base import VerifierServices
 
     settings = load_settings(path)
     # Settings and verifiers first (configuration errors, exit 2), then the policy (exit 1).
-    services = VerifierServices(
-        http=None, base_dir=str(settings.base_dir), audience=settings.audience
-    )
-    verifiers = load_verifiers(settings.verifiers, services)
+    verifiers = load_verifiers(settings.verifiers, verifier_services(settings, None))
     runtime = Runtime.create(settings)
     policy = runtime.policies.policy
     print(

@@ -34,7 +34,7 @@ from gateway.settings import Settings
 from gateway.stores import Store, open_store
 from verifiers.base import VerificationError, Verifier, VerifierServices
 
-__all__ = ["PolicyHolder", "Runtime", "load_checked_policy"]
+__all__ = ["PolicyHolder", "Runtime", "load_checked_policy", "verifier_services"]
 
 _RELOAD_POLL_SECONDS = 1.0
 
@@ -51,6 +51,27 @@ def load_checked_policy(path: Path, known_verifiers: set[str]) -> Policy:
             source=str(path),
         )
     return policy
+
+
+def verifier_services(settings: Settings, http: aiohttp.ClientSession | None) -> VerifierServices:
+    """What verifiers get from the gateway; raises ConfigError without session keys."""
+    _require_keys(settings)
+    return VerifierServices(
+        http=http,
+        base_dir=str(settings.base_dir),
+        audience=settings.audience,
+        secret=derive_key(settings.session_keys[0], "verifier-secret"),
+    )
+
+
+def _require_keys(settings: Settings) -> None:
+    if not settings.session_keys:
+        raise ConfigError(
+            "no session keys: set session_keys_file or AGEGATE_SESSION_KEYS "
+            "(make one with 'agegate keys generate')",
+            source=settings.source,
+            key="session_keys_file",
+        )
 
 
 @dataclass(slots=True)
@@ -123,13 +144,7 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         """Build everything that needs no event loop; errors are ConfigError/PolicyError."""
-        if not settings.session_keys:
-            raise ConfigError(
-                "no session keys: set session_keys_file or AGEGATE_SESSION_KEYS "
-                "(make one with 'agegate keys generate')",
-                source=settings.source,
-                key="session_keys_file",
-            )
+        _require_keys(settings)
         if settings.workers > 1 and not settings.store.startswith(("redis://", "rediss://")):
             raise ConfigError(
                 "more than one worker needs a shared store (redis://): the memory store "
@@ -176,13 +191,9 @@ class Runtime:
         if self.started:
             return
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        services = VerifierServices(
-            http=self.http,
-            base_dir=str(self.settings.base_dir),
-            audience=self.settings.audience,
-            secret=derive_key(self.settings.session_keys[0], "verifier-secret"),
+        self.verifiers = load_verifiers(
+            self.settings.verifiers, verifier_services(self.settings, self.http)
         )
-        self.verifiers = load_verifiers(self.settings.verifiers, services)
         for verifier in self.verifiers.values():
             warm = getattr(verifier, "warm", None)
             if callable(warm):

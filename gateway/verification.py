@@ -25,7 +25,7 @@ from verifiers.base import AgeAssertion, Presentation, VerificationError, Verifi
 __all__ = ["peek_claim", "session_claims", "verify_presentation"]
 
 # Reasons that mean "this verifier is not the token's issuer": try the next one.
-_NOT_MINE = frozenset({"wrong_issuer", "unknown_kid"})
+_NOT_MINE = frozenset({"wrong_issuer", "unknown_kid", "unknown_key"})
 
 
 def peek_claim(jws: str, claim: str) -> object:

@@ -58,7 +58,8 @@ class VerificationError(AgegateError):
     ``missing_claim``, ``missing_jti``, ``missing_nonce``, ``wrong_nonce``,
     ``replayed``, ``replayed_nonce``, ``undisclosed_claim``, ``identity_claim``,
     ``no_age_claim``, ``bad_claim``, ``jwks_unavailable``, ``store_unavailable``,
-    ``provider_error``.
+    ``provider_error``; Privacy Pass adds ``unknown_key`` (no configured issuer key
+    has that id) and ``wrong_challenge`` (not a challenge this gateway issued).
     """
 
     def __init__(self, reason: str, detail: str | None = None):

@@ -86,7 +86,10 @@ def test_keys_generate_prints_a_loadable_key() -> None:
 
 
 def write_config(tmp_path: Path, **extra: object) -> Path:
+    from verifiers.reference.issuer import load_issuer_keys
+
     (tmp_path / "session.keys").write_text(generate_key_line() + "\n")
+    load_issuer_keys(tmp_path / "pp", [18])
     (tmp_path / "jwks.json").write_text(
         json.dumps(sdk.jwks(ec.generate_private_key(ec.SECP256R1())))
     )
@@ -98,7 +101,12 @@ def write_config(tmp_path: Path, **extra: object) -> Path:
                 "kind": "age-token",
                 "issuer": "https://i.test",
                 "jwks_file": "jwks.json",
-            }
+            },
+            "reference-pp": {
+                "kind": "privacy-pass",
+                "issuer_name": "issuer.test",
+                "token_keys": {"18": "pp/pp-18.spki.pem"},
+            },
         },
         **extra,
     }

@@ -160,11 +160,6 @@ def test_their_issuer_our_challenge_our_verifier(
     assert session_cookie(response.headers.get_list("set-cookie"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/verification.py: 'unknown_key' is not in _NOT_MINE, so the first "
-    "privacy-pass verifier's refusal ends the search (gateway change requested)",
-)
 def test_two_privacy_pass_verifiers_on_one_route(
     gateway: tuple[GatewayProcess, ReferenceProcess], their_key: dict[str, Any]
 ) -> None:
