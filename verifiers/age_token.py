@@ -10,13 +10,12 @@ token never burns a nonce.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from verifiers.base import (
     AgeAssertion,
@@ -28,7 +27,7 @@ from verifiers.base import (
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import parse_duration
+from verifiers.config import optional_duration, provider_url
 from verifiers.conformance import (
     DEFAULT_ALGORITHMS,
     PROFILE_CLAIMS,
@@ -86,43 +85,8 @@ def _string(config: Mapping[str, Any], key: str, *, required: bool = False) -> s
     return value.strip()
 
 
-def _url(config: Mapping[str, Any], key: str) -> str | None:
-    value = _string(config, key)
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
-        raise ValueError(f"{key}: expected an absolute http(s) URL without fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        # Plain http would let anyone on the path swap the provider's keys or
-        # read the redirect; it is tolerated only for local development.
-        raise ValueError(f"{key}: must use https (http is accepted only for loopback hosts)")
-    return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _duration(config: Mapping[str, Any], key: str, default: float) -> float:
-    return _optional_duration(config, key) or default
-
-
-def _optional_duration(config: Mapping[str, Any], key: str) -> float | None:
-    if config.get(key) is None:
-        return None
-    try:
-        seconds = parse_duration(config[key])
-    except ValueError as error:
-        raise ValueError(f"{key}: {error}") from None
-    if seconds <= 0:
-        raise ValueError(f"{key}: must be greater than zero")
-    return seconds
+    return optional_duration(config, key) or default
 
 
 def _algorithms(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -163,7 +127,7 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> A
     if config.get("kind", "age-token") != "age-token":
         raise ValueError("kind: must be 'age-token' for this verifier")
     issuer = _string(config, "issuer", required=True)
-    jwks_uri = _url(config, "jwks_uri")
+    jwks_uri = provider_url(config, "jwks_uri")
     jwks_file = _string(config, "jwks_file")
     if (jwks_uri is None) == (jwks_file is None):
         raise ValueError("jwks_uri: exactly one of jwks_uri and jwks_file is required")
@@ -184,11 +148,11 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> A
         jwks_uri=jwks_uri,
         jwks_file=jwks_path,
         algorithms=_algorithms(config),
-        authorize_url=_url(config, "authorize_url"),
+        authorize_url=provider_url(config, "authorize_url"),
         max_token_lifetime=_duration(config, "max_token_lifetime", 300.0),
         assurance_level=assurance,
         allow_claims=_allow_claims(config),
-        max_session_ttl=_optional_duration(config, "max_session_ttl"),
+        max_session_ttl=optional_duration(config, "max_session_ttl"),
         jwks_max_stale=_duration(config, "jwks_max_stale", 3600.0),
         response_mode=str(response_mode),
         label=_string(config, "label") or name,

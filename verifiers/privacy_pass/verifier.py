@@ -41,7 +41,7 @@ from verifiers.base import (
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import parse_duration
+from verifiers.config import optional_duration, provider_url
 from verifiers.privacy_pass import blindrsa
 from verifiers.privacy_pass.challenges import WINDOW, ChallengeMaker
 from verifiers.privacy_pass.keys import IssuerPublicKey, load_public_key
@@ -143,32 +143,6 @@ def _token_keys(value: object, base_dir: str) -> tuple[tuple[int, IssuerPublicKe
     return tuple(sorted(found, key=lambda item: item[0]))
 
 
-def _optional_duration(config: Mapping[str, Any], key: str) -> float | None:
-    if config.get(key) is None:
-        return None
-    try:
-        seconds = parse_duration(config[key])
-    except ValueError as error:
-        raise ValueError(f"{key}: {error}") from None
-    if seconds <= 0:
-        raise ValueError(f"{key}: must be greater than zero")
-    return seconds
-
-
-def _authorize_url(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("authorize_url: expected a URL")
-    parts = urlsplit(value)
-    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
-        raise ValueError("authorize_url: expected an absolute http(s) URL without fragment")
-    if parts.scheme == "http" and not loopback:
-        raise ValueError("authorize_url: must use https (http is accepted only for loopback)")
-    return value
-
-
 def parse_config(
     name: str, config: Mapping[str, Any], services: VerifierServices
 ) -> PrivacyPassConfig:
@@ -211,8 +185,8 @@ def parse_config(
         origin_info=origins,
         per_challenge=context == "per-challenge",
         assurance_level=assurance,
-        max_session_ttl=_optional_duration(config, "max_session_ttl"),
-        authorize_url=_authorize_url(config.get("authorize_url")),
+        max_session_ttl=optional_duration(config, "max_session_ttl"),
+        authorize_url=provider_url(config, "authorize_url"),
         label=label.strip(),
     )
 
