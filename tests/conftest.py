@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.support.logscan import scan_logs
 
 # Property tests check behaviour, not speed: on a shared 2-core machine a slow example
 # is not a failure (speed is measured by loadtests/, never by a test).
@@ -12,3 +15,28 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("agegate")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any log agegate wrote during the suite holds a token or cookie.
+
+    Issue 4: no token, cookie value or claim value may appear in the captured
+    logs of the whole suite.  Every process harness logs under the base temp dir.
+    """
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or session.config.option.collectonly:
+        return
+    try:
+        root = factory.getbasetemp()
+    except (OSError, ValueError):
+        return
+    scanned, leaks = scan_logs(root)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"log privacy scan: {scanned} agegate log files, {len(leaks)} leaks")
+    if leaks:
+        for leak in leaks[:20]:
+            message = f"LEAK {leak.kind} in {leak.path} line {leak.line}"
+            if reporter is not None:
+                reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
