@@ -13,6 +13,9 @@ What is scanned where:
   file the gateway wrote next to its config, the admin ``/metrics``: no canary at all
   (identity claims, allowed extra claims, User-Agent, Referer, query strings), no token,
   no ``jti``, no nonce, no cookie value, no ``127.0.0.1`` (only ``127.0.0.0/24``);
+- the log of a kind's own issuer/attester (the reference service for ``privacy-pass``):
+  not the site's origin or server name, no birth date, no canary, no credential; and in
+  the Privacy Pass API flow not one byte the client sends the issuer names the site;
 - headers the upstream received: no planted identity or allowed-claim value, no token,
   no agegate cookie, no client IP (``forward_client_ip: false`` here).  The visitor's own
   User-Agent, Referer and query string are the site's business and are forwarded as is.
@@ -20,23 +23,23 @@ What is scanned where:
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-import jwt
 import pytest
 
 from gateway.plugins import installed_kinds
+from tests.security.canary import Run, Setup, canary, visitor_headers
+from tests.security.canary_privacy_pass import drive_privacy_pass, prepare_privacy_pass
 from tests.security.support import HTML, api_nonce, browser_challenge, callback, get
 from tests.support.gateway import GatewayProcess, cookie_value, session_cookie
-from tests.support.rawhttp import RawResponse, request
+from tests.support.net import free_port
+from tests.support.rawhttp import request
 from tests.support.redis import RedisServer
 from tests.support.upstream import UpstreamServer
 
@@ -45,44 +48,6 @@ ALLOWED_CLAIM = "canary_note"
 CLIENT_IP = "127.0.0.1"
 # Kinds that exist only for tests and have no flow a visitor can run.
 NO_DRIVER_NEEDED = {"example-kind"}
-
-
-def _canary(label: str) -> str:
-    return f"cnry{label}{uuid.uuid4().hex[:12]}"
-
-
-@dataclass
-class Run:
-    """Everything one canary run planted and saw."""
-
-    gw: GatewayProcess
-    identity: dict[str, str] = field(default_factory=dict)  # never anywhere
-    client_values: list[str] = field(default_factory=list)  # never kept by the gateway
-    secrets: list[str] = field(default_factory=list)  # tokens, jtis, nonces, cookies
-    upstream_headers: list[list[list[str]]] = field(default_factory=list)
-
-    def keep(self, response: RawResponse) -> RawResponse:
-        for header in response.header_list("set-cookie"):
-            value = header.split(";", 1)[0].partition("=")[2]
-            if value:
-                self.secrets.append(value)
-        if response.header("server") == "test-upstream" and response.body.startswith(b"{"):
-            self.upstream_headers.append(response.json()["headers"])
-        return response
-
-    def token(self, nonce: str, extra: dict[str, Any] | None = None, **mint: Any) -> str:
-        base = self.gw.mint(nonce, **mint)
-        header = jwt.get_unverified_header(base)
-        claims = json.loads(base64.urlsafe_b64decode(base.split(".")[1] + "=="))
-        claims.update(extra or {})
-        token = jwt.api_jws.encode(
-            json.dumps(claims).encode(),
-            self.gw.signing_key,
-            algorithm=header["alg"],
-            headers={"typ": header["typ"], "kid": header["kid"]},
-        )
-        self.secrets += [token, token.split(".")[2], claims["jti"], nonce]
-        return token
 
 
 def _identity_claims(run: Run) -> list[dict[str, str]]:
@@ -95,31 +60,24 @@ def _identity_claims(run: Run) -> list[dict[str, str]]:
     ]
 
 
-def _visitor_headers(run: Run) -> list[tuple[bytes, bytes]]:
-    agent, ref = _canary("ua"), _canary("ref")
-    run.client_values += [agent, ref]
-    referer = f"https://ref.example/search?q={ref}".encode()
-    return [(b"User-Agent", agent.encode()), (b"Referer", referer)]
-
-
 def drive_age_token(run: Run) -> None:
     """Browser callback flow, API mode, status, logout and refusals for ``age-token``."""
     gw = run.gw
     allowed = {ALLOWED_CLAIM: run.identity["allowed"]}
-    query = _canary("query")
+    query = canary("query")
     run.client_values.append(query)
     protected = f"/echo/wine/red?who={query}"
 
     # Browser: challenge redirect, verify page, callback, then the protected page.
-    run.keep(get(gw, protected, [HTML, *_visitor_headers(run)]))
-    challenge = browser_challenge(gw, protected, _visitor_headers(run))
+    run.keep(get(gw, protected, [HTML, *visitor_headers(run)]))
+    challenge = browser_challenge(gw, protected, visitor_headers(run))
     run.keep(challenge.page)
     run.secrets += [challenge.cookie, challenge.state, challenge.nonce]
     # Refusals on the callback first: identity claims, then a forged state.
     for claims in _identity_claims(run):
         token = run.token(challenge.nonce, {**claims, **allowed})
         fields = f"age_token={token}&state={quote(challenge.state)}".encode()
-        refused = run.keep(callback(gw, fields, challenge.cookie, _visitor_headers(run)))
+        refused = run.keep(callback(gw, fields, challenge.cookie, visitor_headers(run)))
         assert refused.status == 400, refused.text
     token = run.token(challenge.nonce, allowed)
     forged = f"age_token={token}&state=forged-{run.identity['name']}".encode()
@@ -129,14 +87,14 @@ def drive_age_token(run: Run) -> None:
             gw,
             f"age_token={token}&state={quote(challenge.state)}".encode(),
             challenge.cookie,
-            _visitor_headers(run),
+            visitor_headers(run),
         )
     )
     assert done.status == 303, done.text
     cookie = session_cookie(done.header_list("set-cookie"))
     assert cookie
     jar = (b"Cookie", f"__Host-agegate={cookie}; site_pref=1".encode())
-    page = run.keep(get(gw, protected, [jar, *_visitor_headers(run)]))
+    page = run.keep(get(gw, protected, [jar, *visitor_headers(run)]))
     assert page.status == 200
     # Replay of the callback token, by callback and by API.
     replay = f"age_token={token}&state={quote(challenge.state)}".encode()
@@ -148,13 +106,13 @@ def drive_age_token(run: Run) -> None:
     for claims in _identity_claims(run):
         token = run.token(api_nonce(gw), {**claims, **allowed})
         auth = (b"Authorization", f"AgeToken {token}".encode())
-        assert run.keep(get(gw, protected, [auth, *_visitor_headers(run)])).status == 401
+        assert run.keep(get(gw, protected, [auth, *visitor_headers(run)])).status == 401
     under = run.token(api_nonce(gw), allowed, age_over={18: False})
     auth = (b"Authorization", f"AgeToken {under}".encode())
     assert run.keep(get(gw, protected, [auth])).status == 403
     token = run.token(api_nonce(gw), allowed)
     auth = (b"Authorization", f"AgeToken {token}".encode())
-    answered = run.keep(get(gw, protected, [auth, *_visitor_headers(run)]))
+    answered = run.keep(get(gw, protected, [auth, *visitor_headers(run)]))
     assert answered.status == 200, answered.text
     api_cookie = session_cookie(answered.header_list("set-cookie"))
     assert api_cookie
@@ -173,7 +131,23 @@ def drive_age_token(run: Run) -> None:
     assert cookie_value(out.header_list("set-cookie"), "__Host-agegate") == ""
 
 
-DRIVERS: dict[str, Callable[[Run], None]] = {"age-token": drive_age_token}
+def prepare_age_token(stack: ExitStack, directory: Path, port: int) -> Setup:
+    """The default policy and the test issuer, with one extra claim allowed."""
+    return Setup(verifier={"allow_claims": [ALLOWED_CLAIM]})
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One verifier kind's canary flows and the gateway (plus services) they need."""
+
+    prepare: Callable[[ExitStack, Path, int], Setup]
+    drive: Callable[[Run], None]
+
+
+DRIVERS: dict[str, Driver] = {
+    "age-token": Driver(prepare_age_token, drive_age_token),
+    "privacy-pass": Driver(prepare_privacy_pass, drive_privacy_pass),
+}
 
 
 def test_every_installed_verifier_kind_has_a_canary_driver() -> None:
@@ -184,20 +158,33 @@ def test_every_installed_verifier_kind_has_a_canary_driver() -> None:
 
 
 @pytest.fixture
-def canary_gateway(
-    upstream: UpstreamServer, redis_server: RedisServer, tmp_path: Path
-) -> Iterator[GatewayProcess]:
+def canary_run(
+    kind: str,
+    upstream: UpstreamServer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Run]:
+    """A gateway (and the kind's services, kept out of ``tmp_path``) for one kind's flows."""
     settings = {
         "store": redis_server.url,
         "log_client_ip": "truncated",
         "forward_client_ip": False,
         "rate_limit": 1000,  # on, so rate buckets are written to Redis too
     }
-    verifier = {"allow_claims": [ALLOWED_CLAIM]}
-    with GatewayProcess(
-        tmp_path, upstream=upstream.url, settings=settings, verifier=verifier
-    ) as gw:
-        yield gw
+    port = free_port()
+    with ExitStack() as stack:
+        setup = DRIVERS[kind].prepare(stack, tmp_path_factory.mktemp(f"canary-{kind}"), port)
+        gw = GatewayProcess(
+            tmp_path,
+            upstream=upstream.url,
+            policy=setup.policy,
+            settings={**settings, **setup.settings},
+            verifier=setup.verifier,
+            port=port,
+        )
+        with gw:
+            yield Run(gw, reference=setup.reference)
 
 
 def _redis_contents(redis: RedisServer) -> list[bytes]:
@@ -241,22 +228,22 @@ def _assert_absent(where: str, haystack: str, needles: list[str]) -> None:
 @pytest.mark.parametrize("kind", sorted(DRIVERS))
 def test_privacy_canary(
     kind: str,
-    canary_gateway: GatewayProcess,
+    canary_run: Run,
     upstream: UpstreamServer,
     redis_server: RedisServer,
     tmp_path: Path,
 ) -> None:
-    run = Run(
-        canary_gateway,
-        identity={
-            "birthdate": "1999-" + _canary("birth"),
-            "name": "Alice " + _canary("name"),
-            "email": _canary("mail") + "@example.org",
-            "document": "P" + _canary("doc"),
-            "allowed": _canary("allowed"),
-        },
+    run, canary_gateway = canary_run, canary_run.gw
+    run.identity.update(
+        {
+            "birthdate": "1999-" + canary("birth"),
+            "name": "Alice " + canary("name"),
+            "email": canary("mail") + "@example.org",
+            "document": "P" + canary("doc"),
+            "allowed": canary("allowed"),
+        }
     )
-    DRIVERS[kind](run)
+    DRIVERS[kind].drive(run)
     assert run.upstream_headers, "no request reached the upstream: the drivers proved nothing"
     assert redis_server.command("DBSIZE") > 0, "nothing in Redis: the store was not used"
 
@@ -292,3 +279,10 @@ def test_privacy_canary(
     )
     assert "__Host-agegate" not in upstream_text
     assert "site_pref=1" in upstream_text  # the site's own cookie does cross
+
+    if run.reference is not None:
+        # The kind's issuer/attester: it never logs the site it vouches for (in the API
+        # flow it never even learns it), the date of birth it checked, or any credential.
+        reference_log = run.reference.log_text()
+        assert "POST /attest 200" in reference_log
+        _assert_absent("the reference issuer log", reference_log, [*run.origin_names, *everything])
