@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -101,6 +102,9 @@ class _TextFormatter(logging.Formatter):
         return f"{record.levelname.lower():7} {record.name}: {event} {shown}".rstrip()
 
 
+_FORMAT_SPEC = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdifrx]")
+
+
 class _UvicornFilter(logging.Filter):
     """uvicorn's own messages: keep the event text, drop its args (they can hold addresses)."""
 
@@ -108,7 +112,8 @@ class _UvicornFilter(logging.Filter):
         if record.name == "uvicorn.access":
             return False  # we write our own access line
         if record.args:
-            record.msg = record.msg.split("%", 1)[0].strip() or "uvicorn"
+            # Arguments can be client addresses (uvicorn's WebSocket lines): drop them all.
+            record.msg = _FORMAT_SPEC.sub("…", str(record.msg))
             record.args = ()
         return True
 

@@ -126,3 +126,22 @@ def test_access_lines_take_the_buffered_fast_path_with_the_same_shape() -> None:
         assert line["time"].endswith("Z")
     finally:
         configure_logging("json", "info")
+
+
+def test_uvicorn_messages_lose_their_arguments_but_stay_readable() -> None:
+    stream = io.StringIO()
+    from gateway.observability import configure_logging
+
+    configure_logging("json", "info", stream)
+    try:
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]', "203.0.113.9:5123", "/ws"
+        )
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 4242)
+        logging.getLogger("uvicorn.error").warning("flush")
+        text = stream.getvalue()
+        assert "203.0.113.9" not in text and "4242" not in text
+        events = [json.loads(line)["event"] for line in text.splitlines()]
+        assert events[:2] == ['… - "WebSocket …" [accepted]', "Started server process […]"]
+    finally:
+        configure_logging("json", "info")
