@@ -35,6 +35,7 @@ fails loudly if a uvicorn upgrade moves any of them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import uvicorn
@@ -64,13 +65,80 @@ class _TooLarge(Exception):
     """Raised from a parser callback to stop parsing an oversized request head."""
 
 
+_COALESCE_LIMIT = 64 * 1024  # pending bytes past which a write leaves at once
+
+
+class _CoalescingTransport:
+    """A transport whose writes leave together at the end of the loop iteration.
+
+    uvicorn writes a response head and its body with one ``transport.write``
+    each, and uvloop sends each at once: two syscalls (and, on loopback, two
+    wake-ups of the client) for a small response.  Writes made within one
+    iteration are joined and sent by one ``call_soon`` callback instead, in
+    order; ``close`` sends what is pending first.  Everything else is the
+    underlying transport's.
+    """
+
+    __slots__ = ("_loop", "_pending", "_size", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._size = len(data)
+            self._loop.call_soon(self._flush)
+            return
+        pending.append(data)
+        self._size += len(data)
+        if self._size > _COALESCE_LIMIT:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus the raw request target and head-size limits."""
+    """uvicorn's httptools protocol, plus the raw request target and head-size limits.
+
+    Its transport coalesces the writes of one loop iteration
+    (:class:`_CoalescingTransport`), so a small response leaves in one syscall.
+    """
 
     _agegate_target: bytes = b""
     _agegate_head_bytes: int = 0
     _agegate_header_count: int = 0
     _agegate_refusal: int | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Hand uvicorn a transport that joins a response's head and body into one write."""
+        coalescing: Any = _CoalescingTransport(transport, self.loop)
+        super().connection_made(coalescing)
 
     def on_message_begin(self) -> None:
         """Start a request: reset the per-request counters."""

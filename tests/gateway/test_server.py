@@ -6,6 +6,7 @@ that answers every request with what it saw in the ASGI scope as JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -26,6 +27,7 @@ from gateway.server import (
     MAX_HEADER_COUNT,
     MAX_TARGET_BYTES,
     GatewayHttpProtocol,
+    _CoalescingTransport,
     serve_config,
 )
 from tests.support.net import free_port, wait_for_port
@@ -320,6 +322,83 @@ def test_serve_config_settings() -> None:
 def test_serve_config_refuses_unsafe_overrides(key: str) -> None:
     with pytest.raises(ValueError, match=key):
         serve_config(echo_app, host="127.0.0.1", port=1, **{key: True})
+
+
+class _RecordingTransport:
+    """Just enough of a transport to see what reaches the socket, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"extra:{name}"
+
+
+async def _one_iteration() -> None:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def test_writes_of_one_iteration_leave_as_one_in_order() -> None:
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"")
+    transport.write(b"body")
+    assert real.writes == []
+    await _one_iteration()
+    assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+
+
+async def test_a_head_is_not_held_back_until_its_body() -> None:
+    # A streamed response (server-sent events, long poll) must show its head at once.
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"head")
+    await _one_iteration()
+    transport.write(b"chunk")
+    await _one_iteration()
+    assert real.writes == [b"head", b"chunk"]
+
+
+async def test_close_sends_pending_writes_first() -> None:
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"last words")
+    transport.close()
+    assert real.writes == [b"last words"]
+    assert real.closed
+    await _one_iteration()
+    assert real.writes == [b"last words"]
+
+
+async def test_large_writes_are_not_held() -> None:
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"h")
+    transport.write(b"x" * (128 * 1024))
+    assert real.writes == [b"h" + b"x" * (128 * 1024)]
+
+
+async def test_writes_to_a_closing_transport_are_dropped_and_the_rest_passes_through() -> None:
+    real = _RecordingTransport()
+    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"too late")
+    real.closed = True
+    await _one_iteration()
+    assert real.writes == []
+    assert transport.is_closing()
+    assert transport.get_extra_info("peername") == "extra:peername"
 
 
 if __name__ == "__main__":
