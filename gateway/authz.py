@@ -56,6 +56,7 @@ from gateway.policy.facts import RequestFacts
 from gateway.problem import send_problem, send_response
 from gateway.responses import AGEGATE_PREFIX, Responder
 from gateway.runtime import Runtime
+from gateway.server import MAX_TARGET_BYTES
 from gateway.types import Message, Receive, Scope, Send
 
 __all__ = ["AUTHZ_PATH", "AuthzApp", "ForwardedRequest", "forwarded_client_ip", "read_forwarded"]
@@ -115,11 +116,30 @@ def read_forwarded(scope: Scope, headers: Headers, hosts: frozenset[str]) -> For
         nginx_style = original is not None or b"style=nginx" in own_query.split(b"&")
     else:
         raise BadRequest("not_found", "no such forward-auth endpoint", status=404)
+    _check_forwarded_uri(uri)
     target_host, raw_path, query = split_target(uri)
-    host = target_host or host_name(host_value)
+    header_host = host_name(host_value)
+    host = target_host or header_host
     if host is None or host not in hosts:
         raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
+    if target_host is not None and header_host is not None and target_host != header_host:
+        # As in proxy mode: an absolute URI naming another host than the Host header.
+        raise BadRequest("host_mismatch", "the forwarded URI names another host than its Host")
     return ForwardedRequest(method, host, raw_path, query, nginx_style)
+
+
+def _check_forwarded_uri(uri: bytes) -> None:
+    """Refuse a URI no request line could carry, as the HTTP parser would in proxy mode.
+
+    A proxy that joins the client's header and its own into ``a, b`` would otherwise
+    have us decide on ``a`` while the site serves ``b``.
+    """
+    if len(uri) > MAX_TARGET_BYTES:
+        raise BadRequest("uri_too_long", "the forwarded URI is too long", status=414)
+    if any(byte <= 0x20 or byte >= 0x7F for byte in uri):
+        raise BadRequest(
+            "bad_forwarded_uri", "the forwarded URI holds a space, a control or a non-ASCII byte"
+        )
 
 
 def forwarded_client_ip(headers: Headers) -> str | None:

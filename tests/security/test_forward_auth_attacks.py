@@ -250,14 +250,6 @@ LISTS_AND_RAW_BYTES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "authz accepts a forwarded URI that no request line can carry (SP, raw non-ASCII) "
-        "and grants it: gateway/authz.py:118 passes the header value to split_target/"
-        "canonical_path unchecked, where proxy mode's parser answers 400 (gateway/server.py)"
-    ),
-)
 @pytest.mark.parametrize("convention", CONVENTIONS)
 @pytest.mark.parametrize("target", LISTS_AND_RAW_BYTES.values(), ids=LISTS_AND_RAW_BYTES.keys())
 def test_a_forwarded_uri_no_request_line_could_carry_is_refused(
@@ -298,15 +290,6 @@ def test_absolute_url_in_forwarded_uri_decides_like_proxy_mode(
         assert decided(response) == expected, response.headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "an absolute forwarded URI overrides X-Forwarded-Host silently "
-        "(gateway/authz.py:119 `host = target_host or host_name(host_value)`), where proxy "
-        "mode answers 400 host_mismatch (gateway/gate.py _target); the authz docstring says "
-        "Host is X-Forwarded-Host"
-    ),
-)
 @pytest.mark.parametrize("convention", CONVENTIONS)
 def test_absolute_forwarded_uri_naming_another_host_than_x_forwarded_host_is_refused(
     authz_gateway: GatewayProcess, convention: str
@@ -470,14 +453,6 @@ def test_oversized_forwarded_uri_never_grants_a_protected_path(
     assert_no_grant(huge)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "proxy mode refuses a target over MAX_TARGET_BYTES (8 KiB, gateway/server.py:154) "
-        "with 414, authz grants the same path as a header (gateway/authz.py:118 has no "
-        "length check); low severity: nothing protected is granted"
-    ),
-)
 @pytest.mark.parametrize("convention", CONVENTIONS)
 def test_oversized_forwarded_uri_decides_like_proxy_mode(
     authz_gateway: GatewayProcess, convention: str
