@@ -80,7 +80,7 @@ def _start_stack(
     kind: str, gw: GatewayProcess, upstream: UpstreamServer, directory: Path
 ) -> NginxProcess | CaddyProcess:
     if shutil.which(kind) is None:
-        pytest.skip(f"{kind} is not installed (make system-deps)")
+        pytest.fail(f"{kind} is not installed (make system-deps)")
     cls = NginxProcess if kind == "nginx" else CaddyProcess
     return cls(directory, site=upstream.port, public=gw.port, authz=gw.admin_port)
 

@@ -250,7 +250,7 @@ def test_a_valid_session_is_decided_without_network_io(
     upstream: UpstreamServer, tmp_path: Path, jwks_server: tuple[str, type[_CountingJwks]]
 ) -> None:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
+        pytest.fail("redis-server is not installed (make system-deps)")
     from tests.support.redis import RedisServer
 
     url, jwks = jwks_server
