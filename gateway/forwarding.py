@@ -23,6 +23,7 @@ from collections.abc import Collection, Sequence
 
 __all__ = [
     "HOP_BY_HOP",
+    "ForwardingCache",
     "Network",
     "downstream_response_headers",
     "is_trusted",
@@ -53,6 +54,10 @@ _PROXY_HEADERS = frozenset({b"forwarded", b"x-real-ip"})
 _NEVER_NAMED = HOP_BY_HOP | {b"host"}
 _AGEGATE_PREFIX = b"x-agegate-"
 _FORWARDED_PREFIX = b"x-forwarded-"
+# What a trusted peer sends that our own forwarding headers continue or replace.
+_CHAIN_HEADERS = frozenset(
+    {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
 # RFC 9110 tchar: a Forwarded value made only of these needs no quoting.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -70,16 +75,14 @@ def is_trusted(peer_ip: str | None, trusted: Sequence[Network]) -> bool:
     return any(address in network for network in trusted)
 
 
-def _connection_tokens(headers: Headers) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return tokens
-
-
 def _is_proxy_header(name: bytes) -> bool:
     return name in _PROXY_HEADERS or name.startswith(_FORWARDED_PREFIX)
+
+
+def _reads_as_ours(name: bytes) -> bool:
+    # A framework reading "_" as "-" would take X_Agegate_* or X_Forwarded_For for ours.
+    dashed = name.replace(b"_", b"-")
+    return dashed.startswith(_AGEGATE_PREFIX) or _is_proxy_header(dashed)
 
 
 def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
@@ -104,6 +107,36 @@ def _forwarded_for(client_ip: str) -> bytes:
     return _forwarded_value(f"[{client_ip}]" if ":" in client_ip else client_ip)
 
 
+# Request headers that need no check but the Connection-token one: the usual
+# browser and API set, passed on the first comparison.
+_PLAIN_REQUEST = frozenset(
+    {
+        b"accept",
+        b"accept-encoding",
+        b"accept-language",
+        b"authorization",
+        b"cache-control",
+        b"content-length",
+        b"content-type",
+        b"if-modified-since",
+        b"if-none-match",
+        b"origin",
+        b"pragma",
+        b"priority",
+        b"range",
+        b"referer",
+        b"sec-fetch-dest",
+        b"sec-fetch-mode",
+        b"sec-fetch-site",
+        b"sec-fetch-user",
+        b"upgrade-insecure-requests",
+        b"user-agent",
+    }
+)
+ForwardingCache = dict[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
+_FORWARDING_CACHE_SIZE = 1024
+
+
 def upstream_request_headers(
     headers: Headers,
     *,
@@ -114,44 +147,43 @@ def upstream_request_headers(
     forward_client_ip: bool,
     strip_cookie_names: Collection[bytes],
     add: Headers,
+    cache: ForwardingCache | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """The headers to send upstream for a client request with ``headers``.
 
     ``host`` is the client's ``Host`` (kept as the upstream ``Host``, so the site
     sees its own name); ``add`` (e.g. ``X-Agegate-Age-Over``) is appended last,
-    after every client-sent ``X-Agegate-*`` header has been removed.
+    after every client-sent ``X-Agegate-*`` header has been removed.  ``cache``
+    (a dict the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
+    headers per client address, scheme and host when no proxy chain is
+    forwarded: they are the same for every request on a connection.
     """
     out: list[tuple[bytes, bytes]] = []
-    named: set[bytes] = set()  # headers named in Connection, removed at the end
-    chain_forwarded: list[bytes] = []
-    chain_xff: list[bytes] = []
-    peer_proto: bytes | None = None
-    peer_host: bytes | None = None
+    named: set[bytes] | None = None  # headers named in Connection, removed at the end
+    from_peer: list[tuple[bytes, bytes]] = []  # proxy headers a trusted peer sent
     saw_host = False
     for raw_name, value in headers:
         name = raw_name.lower()
+        if name in _PLAIN_REQUEST:
+            out.append((name, value))
+            continue
         if name in HOP_BY_HOP:
             if name == b"connection":
+                if named is None:
+                    named = set()
                 named.update(t.strip().lower() for t in value.split(b","))
             continue
-        if b"_" in name:
-            dashed = name.replace(b"_", b"-")
-            if dashed.startswith(_AGEGATE_PREFIX) or _is_proxy_header(dashed):
-                continue
+        if b"_" in name and _reads_as_ours(name):
+            continue
         if name.startswith(_AGEGATE_PREFIX):
             continue
-        if _is_proxy_header(name):
-            if trusted_peer:
-                if name == b"forwarded":
-                    chain_forwarded.append(value)
-                elif name == b"x-forwarded-for":
-                    chain_xff.append(value)
-                elif name == b"x-forwarded-proto":
-                    peer_proto = value
-                elif name == b"x-forwarded-host":
-                    peer_host = value
-                elif forward_client_ip or name != b"x-real-ip":
-                    out.append((name, value))
+        if name in _PROXY_HEADERS or name.startswith(_FORWARDED_PREFIX):
+            if not trusted_peer:
+                continue
+            if name in _CHAIN_HEADERS:
+                from_peer.append((name, value))
+            elif forward_client_ip or name != b"x-real-ip":
+                out.append((name, value))
             continue
         if name == b"cookie" and strip_cookie_names:
             kept = strip_cookies(value, strip_cookie_names)
@@ -161,24 +193,72 @@ def upstream_request_headers(
         if name == b"host":
             saw_host = True
         out.append((name, value))
-    named -= _NEVER_NAMED
-    if named:
-        out = [(k, v) for k, v in out if k not in named]
+    forwarded_ip = client_ip if forward_client_ip else None
+    chained = (
+        _chained_forwarding_headers(from_peer, forwarded_ip, scheme, host, forward_client_ip)
+        if from_peer
+        else None
+    )
+    if named is not None:
+        named -= _NEVER_NAMED
+        if named:
+            out = [(k, v) for k, v in out if k not in named]
     if not saw_host and host:
         out.append((b"host", host))
-    out.extend(
-        _forwarding_headers(
-            client_ip if forward_client_ip else None,
-            scheme,
-            host,
-            chain_forwarded if forward_client_ip else [],
-            chain_xff if forward_client_ip else [],
-            peer_proto,
-            peer_host,
-        )
-    )
-    out.extend(add)
+    if chained is not None:
+        out += chained
+    elif cache is not None:
+        out += _cached_forwarding_headers(cache, forwarded_ip, scheme, host)
+    else:
+        out += _forwarding_headers(forwarded_ip, scheme, host, [], [], None, None)
+    out += add
     return out
+
+
+def _chained_forwarding_headers(
+    from_peer: list[tuple[bytes, bytes]],
+    client_ip: str | None,
+    scheme: str,
+    host: bytes,
+    forward_client_ip: bool,
+) -> list[tuple[bytes, bytes]]:
+    """Our forwarding headers, continuing the chain a trusted peer sent."""
+    chain_forwarded: list[bytes] = []
+    chain_xff: list[bytes] = []
+    peer_proto: bytes | None = None
+    peer_host: bytes | None = None
+    for name, value in from_peer:
+        if name == b"forwarded":
+            chain_forwarded.append(value)
+        elif name == b"x-forwarded-for":
+            chain_xff.append(value)
+        elif name == b"x-forwarded-proto":
+            peer_proto = value
+        else:
+            peer_host = value
+    return _forwarding_headers(
+        client_ip,
+        scheme,
+        host,
+        chain_forwarded if forward_client_ip else [],
+        chain_xff if forward_client_ip else [],
+        peer_proto,
+        peer_host,
+    )
+
+
+def _cached_forwarding_headers(
+    cache: ForwardingCache, client_ip: str | None, scheme: str, host: bytes
+) -> tuple[tuple[bytes, bytes], ...]:
+    key = (client_ip, scheme, host)
+    headers = cache.get(key)
+    if headers is None:
+        if len(cache) >= _FORWARDING_CACHE_SIZE:
+            cache.clear()  # bounded: hosts and client addresses churn slowly
+        headers = cache[key] = tuple(
+            _forwarding_headers(client_ip, scheme, host, [], [], None, None)
+        )
+    return headers
 
 
 def _forwarding_headers(
@@ -208,5 +288,16 @@ def _forwarding_headers(
 
 def downstream_response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers without hop-by-hop ones, names lower-cased."""
-    drop = HOP_BY_HOP | _connection_tokens(headers)
-    return [(name.lower(), value) for name, value in headers if name.lower() not in drop]
+    out = []
+    named: set[bytes] | None = None
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                tokens = {t.strip().lower() for t in value.split(b",")}
+                named = tokens if named is None else named | tokens
+            continue
+        out.append((name, value))
+    if named:
+        out = [(k, v) for k, v in out if k not in named]
+    return out

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from gateway.errors import UpstreamError
 from gateway.forwarding import (
+    ForwardingCache,
     Network,
     downstream_response_headers,
     is_trusted,
@@ -133,6 +134,8 @@ class Proxy:
         self._kind = client
         self._client: UpstreamClient | None = None
         self._ws: AiohttpClient | None = None
+        self._forwarding: ForwardingCache = {}
+        self._trusted_peers: dict[str | None, bool] = {}
         make_client(client, self.upstream, connect_timeout=1, read_timeout=1)  # validate kind
 
     async def start(self) -> None:
@@ -168,15 +171,21 @@ class Proxy:
         scheme = scope.get("scheme", "http")
         if scheme in ("ws", "wss"):
             scheme = "http" if scheme == "ws" else "https"
+        trusted = self._trusted_peers.get(client_ip)
+        if trusted is None:
+            if len(self._trusted_peers) >= 1024:
+                self._trusted_peers.clear()  # bounded; an address parse is the slow part
+            trusted = self._trusted_peers[client_ip] = is_trusted(client_ip, self._trusted)
         return upstream_request_headers(
             scope["headers"],
             client_ip=client_ip,
             scheme=scheme,
             host=host,
-            trusted_peer=is_trusted(client_ip, self._trusted),
+            trusted_peer=trusted,
             forward_client_ip=self._forward_client_ip,
             strip_cookie_names=self._strip_cookies,
             add=add_headers,
+            cache=self._forwarding,
         )
 
     async def forward(

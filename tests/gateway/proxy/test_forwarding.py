@@ -235,3 +235,44 @@ def test_property_no_client_header_speaks_for_agegate_or_a_hop(headers, trusted,
     if not trusted:
         assert value(out, b"x-real-ip") == []
         assert value(out, b"x-forwarded-for") in ([b"203.0.113.7"], [])
+
+
+@given(_headers, st.booleans(), st.booleans(), st.sampled_from(["203.0.113.7", "::1", None]))
+def test_property_forwarding_cache_changes_nothing(headers, trusted, forward_ip, client_ip):
+    cache: dict = {}
+    kw = {
+        "client_ip": client_ip,
+        "scheme": "https",
+        "host": b"shop.example",
+        "trusted_peer": trusted,
+        "forward_client_ip": forward_ip,
+        "strip_cookie_names": COOKIES,
+        "add": [(b"x-agegate-age-over", b"18")],
+    }
+    plain = upstream_request_headers(headers, **kw)
+    assert upstream_request_headers(headers, **kw, cache=cache) == plain
+    assert upstream_request_headers(headers, **kw, cache=cache) == plain  # from the cache
+
+
+def test_forwarding_cache_stays_bounded():
+    cache: dict = {}
+    for n in range(3000):
+        upstream_request_headers(
+            [],
+            client_ip=f"10.0.{n // 256}.{n % 256}",
+            scheme="http",
+            host=b"shop.example",
+            trusted_peer=False,
+            forward_client_ip=True,
+            strip_cookie_names=(),
+            add=(),
+            cache=cache,
+        )
+    assert 0 < len(cache) <= 1024
+
+
+def test_downstream_drops_headers_named_in_any_connection_header():
+    out = downstream_response_headers(
+        [(b"Connection", b"x-a"), (b"X-A", b"1"), (b"connection", b"X-B , "), (b"x-b", b"2")]
+    )
+    assert out == []
