@@ -24,6 +24,7 @@ from gateway.upstream import unavailable, upstream_timeout
 
 __all__ = ["Connection", "ConnectionOwner"]
 
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
 
 
@@ -53,6 +54,12 @@ class Connection(asyncio.Protocol):
         self.counted_out = False  # already subtracted from the pool's open count
         self.idle_since = 0.0
         self._drain: asyncio.Future[None] | None = None
+        # One timer per connection, moved only when a wait ends sooner than it fires:
+        # a timer per wait cost more than the rest of the wait.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
+        self._fatal = True
         self.reset(head_only=False)
 
     def reset(self, *, head_only: bool) -> None:
@@ -97,6 +104,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         self.pool.forget(self)
         if self.head_done and self.until_eof and exc is None and not self.complete:
             self.complete = True  # EOF is how a close-delimited body ends
@@ -133,9 +141,13 @@ class Connection(asyncio.Protocol):
         if self.head_only or status in (204, 304):
             self.complete = True
         else:
-            names = {name.lower() for name, _ in self.headers}
-            self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
-            if self.until_eof:
+            framed = False
+            for name, _ in self.headers:
+                if name.lower() in _FRAMING:
+                    framed = True
+                    break
+            if not framed:
+                self.until_eof = True
                 self.keep_alive = False
         self._wake()
 
@@ -181,23 +193,42 @@ class Connection(asyncio.Protocol):
         """
         if self.error is not None:
             raise self.error
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._on_timeout, waiter, fatal)
+        loop = self.loop
+        waiter = self.waiter = loop.create_future()
+        self._deadline = deadline = loop.time() + timeout
+        self._fatal = fatal
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
         try:
             await waiter
         finally:
-            timer.cancel()
             self.waiter = None
 
-    def _on_timeout(self, waiter: asyncio.Future[None], fatal: bool) -> None:
-        if not fatal:
-            if not waiter.done():
-                waiter.set_result(None)
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # no wait in progress; the next one arms the timer again
+        if self._deadline - self.loop.time() > 0.001:
+            self._arm(self._deadline)  # this wait began after the timer was set
+            return
+        if not self._fatal:
+            waiter.set_result(None)
             return
         self.keep_alive = False
         self.error = upstream_timeout()
-        if not waiter.done():
-            waiter.set_exception(self.error)
+        waiter.set_exception(self.error)
 
     def write(self, data: bytes) -> None:
         if self.transport is None or self.closed:
@@ -218,6 +249,7 @@ class Connection(asyncio.Protocol):
         return data
 
     def close(self) -> None:
+        self._stop_timer()
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True

@@ -77,6 +77,25 @@ async def test_read_timeout_is_504_and_drops_the_connection(pool, server):
     assert pool.open_connections == 0
 
 
+async def test_read_timeout_holds_on_a_reused_connection(pool, server):
+    # The connection's one timer was set during an earlier exchange; a later wait
+    # must still time out on its own deadline.
+    resp = await pool.request("GET", b"/echo", HOST, b"")
+    await read_all(resp)
+    await asyncio.sleep(0.3)
+    with pytest.raises(UpstreamError) as info:
+        await pool.request("GET", b"/slow?delay=2", HOST, b"")
+    assert info.value.reason == "upstream_timeout"
+    assert pool.open_connections == 0
+
+
+async def test_slow_but_in_time_answers_on_a_reused_connection_do_not_time_out(pool, server):
+    for _ in range(3):
+        resp = await pool.request("GET", b"/slow?delay=0.6", HOST, b"")
+        await read_all(resp)
+    assert server.connections == 1
+
+
 async def test_cancelled_exchange_is_not_reused(pool, server):
     task = asyncio.ensure_future(pool.request("GET", b"/slow?delay=0.5", HOST, b""))
     await asyncio.sleep(0.1)
