@@ -5,6 +5,9 @@
 #   allowed    agegate (1 worker) proxying it on a route the policy allows
 #   protected  agegate on a min_age route with a valid session cookie
 # and print requests/s, p50, p99 and the ratios; JSON goes to loadtests/results/latest.json.
+# Then the paced rows: direct and allowed again, each connection thinking BENCH_THINK_MS
+# between requests (loadtests/think.lua), so latency is measured below capacity and
+# "added p99" (SPEC §10: <= 2 ms at 10 clients) is service time, not queueing.
 # Everything listens on free 127.0.0.1 ports in a temp dir and is stopped on exit.
 #
 # Environment:
@@ -12,6 +15,7 @@
 #                        (default: .venv/bin/agegate run)
 #   BENCH_NGINX_ONLY=1   only the direct and nginx rows (no agegate)
 #   BENCH_DURATION=10s BENCH_WARMUP=2s BENCH_CONNECTIONS=10 BENCH_THREADS=2
+#   BENCH_THINK_MS=5 (paced rows; BENCH_PACED=0 skips them)
 #   BENCH_OUT=path.json  BENCH_KEEP=1 (keep the temp dir: configs, logs, wrk output)
 set -euo pipefail
 
@@ -23,6 +27,8 @@ CONNECTIONS=${BENCH_CONNECTIONS:-10}
 THREADS=${BENCH_THREADS:-2}
 OUT=${BENCH_OUT:-$ROOT/loadtests/results/latest.json}
 NGINX_ONLY=${BENCH_NGINX_ONLY:-0}
+PACED=${BENCH_PACED:-1}
+export BENCH_THINK_MS=${BENCH_THINK_MS:-5}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 for command in nginx wrk curl; do
@@ -82,6 +88,7 @@ start_nginx() {  # start_nginx ROLE: render the template for ROLE and run it in 
         "$ROOT/loadtests/nginx.conf.template" >"$TMP/$role.conf"
     nginx -p "$TMP" -e "$TMP/$role-error.log" -c "$TMP/$role.conf" &
     PIDS+=($!)
+    eval "NGINX_${role^^}_PID=$!"
 }
 
 check() {  # check NAME URL [CURL ARGS...]: the target answers 200 with the 1 KB body
@@ -94,13 +101,25 @@ check() {  # check NAME URL [CURL ARGS...]: the target answers 200 with the 1 KB
     fi
 }
 
+cpu_ticks() {  # cpu_ticks PID: user + system clock ticks the process has used (0 if unknown)
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    read -r -a fields <<<"${stat##*) }"
+    echo $((fields[11] + fields[12]))
+}
+
 run_wrk() {  # run_wrk NAME URL [WRK ARGS...]: warm up, then the measured run
-    local name=$1 url=$2
+    # With SERVER_PID set, that process's CPU ticks during the run go to cpu-NAME.txt.
+    local name=$1 url=$2 before
     shift 2
     echo "bench: $name: $url (warm-up $WARMUP, run $DURATION, $CONNECTIONS connections)" >&2
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" --timeout 2s "$@" "$url" >/dev/null
+    before=$(cpu_ticks "${SERVER_PID:-0}")
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 2s --latency "$@" "$url" \
         >"$TMP/wrk-$name.txt"
+    if [ -n "${SERVER_PID:-}" ]; then
+        echo "$(($(cpu_ticks "$SERVER_PID") - before)) $(getconf CLK_TCK)" >"$TMP/cpu-$name.txt"
+    fi
 }
 
 start_nginx upstream
@@ -115,6 +134,7 @@ if [ "$NGINX_ONLY" != 1 ]; then
         --admin "$ADMIN_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT"
     (cd "$TMP" && exec "${AGEGATE[@]}" --config "$TMP/agegate.yaml" >"$TMP/agegate.log" 2>&1) &
     PIDS+=($!)
+    AGEGATE_PID=$!
     if ! wait_port "$GATEWAY_PORT" agegate || ! wait_port "$ADMIN_PORT" "agegate admin"; then
         tail -n 20 "$TMP/agegate.log" >&2
         exit 1
@@ -122,11 +142,15 @@ if [ "$NGINX_ONLY" != 1 ]; then
     check allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
 fi
 
-printf '{"wrk": "-t%s -c%s -d%s --latency", "nginx": "%s", "body_bytes": 1024}\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$(nginx -v 2>&1 | sed 's|.*/||')" >"$TMP/meta.json"
+printf '{"wrk": "-t%s -c%s -d%s --latency", "nginx": "%s", "body_bytes": 1024, "think_ms": %s}\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$(nginx -v 2>&1 | sed 's|.*/||')" "$BENCH_THINK_MS" \
+    >"$TMP/meta.json"
 
+# CPU per request is read for the proxies: nginx's one worker, and the agegate process.
+NGINX_WORKER_PID=$(pgrep -P "$NGINX_PROXY_PID" | head -n 1 || true)
 run_wrk direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
-run_wrk nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+SERVER_PID=$NGINX_WORKER_PID run_wrk nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+SERVER_PID=${AGEGATE_PID:-}
 if [ "$NGINX_ONLY" != 1 ]; then
     run_wrk allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
     protected="http://127.0.0.1:$GATEWAY_PORT/wine/red"
@@ -139,6 +163,16 @@ if [ "$NGINX_ONLY" != 1 ]; then
         elif check protected "$protected" -H "Cookie: $cookie"; then
             run_wrk protected "$protected" -H "Cookie: $cookie"
         fi
+    fi
+fi
+
+if [ "$PACED" = 1 ]; then
+    think=(-s "$ROOT/loadtests/think.lua")
+    SERVER_PID='' run_wrk direct-paced "http://127.0.0.1:$UPSTREAM_PORT/public/page" "${think[@]}"
+    SERVER_PID=$NGINX_WORKER_PID run_wrk nginx-paced "http://127.0.0.1:$PROXY_PORT/public/page" \
+        "${think[@]}"
+    if [ "$NGINX_ONLY" != 1 ]; then
+        run_wrk allowed-paced "http://127.0.0.1:$GATEWAY_PORT/public/page" "${think[@]}"
     fi
 fi
 
