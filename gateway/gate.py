@@ -176,15 +176,22 @@ class Gate:
         if requirement is not None:
             add.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
             add.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
-            send = _private_cache(send)
         if evaluation.consumed_authorization:
             # The credential was ours: it never goes upstream.
             scope = dict(scope)
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
         if evaluation.set_cookies:
             send = _add_response_headers(send, [(b"set-cookie", c) for c in evaluation.set_cookies])
+        # A protected response is kept out of shared caches: a cache in front of the
+        # gateway would otherwise serve an age-restricted page to unproven visitors.
         record.status = await self.runtime.proxy.forward(
-            scope, receive, send, path=path, query=scope.get("query_string", b""), add_headers=add
+            scope,
+            receive,
+            send,
+            path=path,
+            query=scope.get("query_string", b""),
+            add_headers=add,
+            private=requirement is not None,
         )
 
     async def _reject(
@@ -201,29 +208,6 @@ class Gate:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_problem(send, status, reason, detail, accept=accept, head=method == "HEAD")
-
-
-def _private_cache(send: Send) -> Send:
-    """Keep a protected response out of shared caches.
-
-    A cache in front of the gateway would otherwise store an age-restricted page
-    and serve it to visitors who never proved their age.  ``private`` (or
-    ``no-store``) from the upstream stands; anything else becomes ``private``.
-    """
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = message.get("headers", ())
-            current = b",".join(v for k, v in headers if k.lower() == b"cache-control").lower()
-            if b"private" not in current and b"no-store" not in current:
-                message = dict(message)
-                message["headers"] = [
-                    *((k, v) for k, v in headers if k.lower() != b"cache-control"),
-                    (b"cache-control", b"private"),
-                ]
-        await send(message)
-
-    return wrapped
 
 
 def _add_response_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

@@ -46,7 +46,7 @@ from gateway.upstream import (
     make_client,
 )
 
-__all__ = ["CLIENT_GONE", "Proxy"]
+__all__ = ["CLIENT_GONE", "Proxy", "private_cache_headers"]
 
 log = logging.getLogger("agegate.proxy")
 
@@ -197,11 +197,14 @@ class Proxy:
         path: str,
         query: bytes,
         add_headers: Sequence[tuple[bytes, bytes]],
+        private: bool = False,
     ) -> int:
         """Proxy one ASGI request to the upstream; the status sent to the client.
 
         ``path`` is the canonical path and ``query`` the raw query string.
-        Returns :data:`CLIENT_GONE` when the client left before a response.
+        ``private`` keeps the response out of shared caches (see
+        :func:`private_cache_headers`).  Returns :data:`CLIENT_GONE` when the
+        client left before a response.
         """
         if self._client is None or self._ws is None:
             raise RuntimeError("Proxy.start() was not called")
@@ -244,7 +247,7 @@ class Proxy:
             await send_problem(send, exc.status, exc.reason, detail, accept=accept, head=head)
             return exc.status
         try:
-            return await self._relay_response(response, receive, send, head, reader.done)
+            return await self._relay_response(response, receive, send, head, reader.done, private)
         finally:
             response.release()
 
@@ -308,10 +311,18 @@ class Proxy:
         return 413
 
     async def _relay_response(
-        self, response: UpstreamResponse, receive: Receive, send: Send, head: bool, idle: bool
+        self,
+        response: UpstreamResponse,
+        receive: Receive,
+        send: Send,
+        head: bool,
+        idle: bool,
+        private: bool,
     ) -> int:
         status = response.status
         headers = downstream_response_headers(response.headers)
+        if private:
+            headers = private_cache_headers(headers)
         bodyless = head or status in _NO_BODY_STATUSES
         if status in _NO_BODY_STATUSES:
             # uvicorn would expect that many body bytes; a 204/304 has none.
@@ -342,6 +353,19 @@ class Proxy:
         finally:
             if watcher is not None:
                 watcher.cancel()
+
+
+def private_cache_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` (lower-case names) with a protected response kept out of shared caches.
+
+    A cache in front of the gateway would otherwise store an age-restricted page
+    and serve it to visitors who never proved their age.  ``private`` (or
+    ``no-store``) from the upstream stands; anything else becomes ``private``.
+    """
+    current = b",".join(v for k, v in headers if k == b"cache-control").lower()
+    if b"private" in current or b"no-store" in current:
+        return headers
+    return [*((k, v) for k, v in headers if k != b"cache-control"), (b"cache-control", b"private")]
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:

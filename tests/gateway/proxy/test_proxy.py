@@ -9,6 +9,7 @@ import socket
 import aiohttp
 import pytest
 
+from gateway.proxy import private_cache_headers
 from tests.gateway.proxy.harness import GatewayThread, gateway_app, make_proxy, raw_request
 from tests.support.net import free_port
 from tests.support.upstream import pattern_bytes
@@ -211,3 +212,17 @@ async def test_websocket_to_absent_upstream_is_refused():
             with pytest.raises(aiohttp.WSServerHandshakeError) as info:
                 await session.ws_connect(f"{gw.url}/ws")
     assert info.value.status == 502
+
+
+def test_private_cache_headers_keep_protected_pages_out_of_shared_caches() -> None:
+    public = [(b"content-type", b"text/html"), (b"cache-control", b"public, max-age=600")]
+    assert private_cache_headers(public) == [
+        (b"content-type", b"text/html"),
+        (b"cache-control", b"private"),
+    ]
+    assert private_cache_headers([]) == [(b"cache-control", b"private")]
+    for kept in (b"private, max-age=60", b"No-Store"):
+        headers = [(b"cache-control", kept), (b"etag", b'"x"')]
+        assert private_cache_headers(headers) == headers
+    split = [(b"cache-control", b"max-age=60"), (b"cache-control", b"private")]
+    assert private_cache_headers(split) == split
