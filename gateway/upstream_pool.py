@@ -238,16 +238,19 @@ class PoolClient:
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
     ) -> bytes:
         lines = [method.encode("ascii"), b" ", self._prefix, target, b" HTTP/1.1\r\n"]
+        has_host = has_length = False
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
-        if header_value(headers, b"host") is None:
+            if name == b"host":
+                has_host = True
+            elif name == b"content-length":
+                has_length = True
+        if not has_host:
             lines += (b"host: ", self.default_host, b"\r\n")
         if isinstance(body, bytes):
-            if header_value(headers, b"content-length") is None and (
-                body or method not in BODYLESS_METHODS
-            ):
+            if not has_length and (body or method not in BODYLESS_METHODS):
                 lines += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-        elif header_value(headers, b"content-length") is None:
+        elif not has_length:
             lines.append(b"transfer-encoding: chunked\r\n")
         lines.append(b"\r\n")
         return b"".join(lines)
@@ -276,8 +279,8 @@ class PoolClient:
         self, conn: Connection, head: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
     ) -> bool:
         """Write the request; False when the upstream answered before the body was sent."""
-        expect = header_value(headers, b"expect")
-        if expect is not None and expect.lower() == b"100-continue" and body:
+        expect = header_value(headers, b"expect") if body else None
+        if expect is not None and expect.lower() == b"100-continue":
             conn.write(head)
             deadline = self.loop.time() + _EXPECT_WAIT
             while not (conn.continued or conn.head_done) and self.loop.time() < deadline:
@@ -291,7 +294,7 @@ class PoolClient:
                 return False
             head = b""
         if isinstance(body, bytes):
-            conn.write(head + body)
+            conn.write(head + body if body else head)
             return True
         chunked = header_value(headers, b"content-length") is None
         if head:
