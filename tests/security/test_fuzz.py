@@ -3,7 +3,7 @@
 Already fuzzed elsewhere (not repeated here): ``canonical_path`` and
 ``split_target`` in-process (tests/gateway/test_paths.py), random text and
 random blobs through ``SessionCodec.open`` / ``ChallengeCodec.open``
-(tests/gateway/test_session.py), random strings, random JSON headers/claims and
+(tests/gateway/test_return_paths.py), random strings, random JSON headers/claims and
 signed random claims through the age-token verifier
 (tests/verifiers/test_age_token.py), random text and structures through the
 policy loader (tests/gateway/policy/test_loader.py).
