@@ -7,6 +7,7 @@ duration, request id, and a truncated client address only when enabled).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -83,17 +84,26 @@ class AccessLog:
         self.log_client_ip = log_client_ip
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        # Request ids need to be unique, not secret: a random per-process prefix and a
+        # counter, instead of a getrandom() syscall per request.
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count()
+
+    def request_id(self) -> str:
+        """A new id, unique across processes and restarts: 8 random hex digits + a counter."""
+        return f"{self._id_prefix}{next(self._ids):08x}"
 
     def finish(self, record: AccessRecord, client_ip: str | None) -> None:
         duration = time.perf_counter() - record.started
         self._count(record, duration)
         if not self._logger.isEnabledFor(logging.INFO):
             return
+        handler = _handler_of(self._logger)
+        if isinstance(handler, BufferedHandler) and isinstance(handler.formatter, JsonFormatter):
+            handler.write_line(self.json_line(record, duration, client_ip, time.time()))
+            return
+        # Text format, or a test's capturing handler: the ordinary logging path.
         fields: dict[str, object] = {
-            "time": utc_timestamp(time.time()),
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "event": "request",
             "method": record.method,
             "path": record.path,
             "status": record.status,
@@ -101,7 +111,7 @@ class AccessLog:
             "decision": record.decision,
             "reason": record.reason,
             "duration_ms": round(duration * 1000, 3),
-            "request_id": secrets.token_hex(8),
+            "request_id": self.request_id(),
         }
         if record.mode:
             fields["mode"] = record.mode
@@ -109,12 +119,47 @@ class AccessLog:
             fields["verifier"] = record.verifier
         if self.log_client_ip:
             fields["client"] = truncate_ip(client_ip)
-        handler = _handler_of(self._logger)
-        if isinstance(handler, BufferedHandler) and isinstance(handler.formatter, JsonFormatter):
-            handler.write_line(json.dumps(fields, separators=(",", ":")))
-        else:  # text format, or a test's capturing handler: the ordinary logging path
-            del fields["time"], fields["level"], fields["logger"], fields["event"]
-            self._logger.info("request", extra={"event": "request", "fields": fields})
+        self._logger.info("request", extra={"event": "request", "fields": fields})
+
+    def json_line(
+        self, record: AccessRecord, duration: float, client_ip: str | None, now: float
+    ) -> str:
+        """The access line as JSON, byte for byte what ``json.dumps`` would write.
+
+        Built by hand because it runs once per request: most values are short
+        ASCII tokens that need no escaping, and :func:`_json_text` checks that.
+        """
+        parts = [
+            '{"time":"',
+            utc_timestamp(now),
+            '","level":"info","logger":"',
+            ACCESS_LOGGER,
+            '","event":"request","method":',
+            _json_text(record.method),
+            ',"path":',
+            _json_text(record.path),
+            ',"status":',
+            str(record.status),
+            ',"rule":',
+            _json_text(record.rule),
+            ',"decision":',
+            _json_text(record.decision),
+            ',"reason":',
+            _json_text(record.reason),
+            ',"duration_ms":',
+            repr(round(duration * 1000, 3)),
+            ',"request_id":"',
+            self.request_id(),
+            '"',
+        ]
+        if record.mode:
+            parts += [',"mode":', _json_text(record.mode)]
+        if record.verifier:
+            parts += [',"verifier":', _json_text(record.verifier)]
+        if self.log_client_ip:
+            parts += [',"client":', _json_text(truncate_ip(client_ip))]
+        parts.append("}")
+        return "".join(parts)
 
     def _count(self, record: AccessRecord, duration: float) -> None:
         # Metric children are looked up once per label set: labels() takes a lock each time.
@@ -130,6 +175,15 @@ class AccessLog:
             self._children[key] = children
         children[0].inc()
         children[1].observe(duration)
+
+
+def _json_text(value: str | None) -> str:
+    """``json.dumps(value)`` for a str or None, without the encoder for plain ASCII."""
+    if value is None:
+        return "null"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value)
 
 
 def _handler_of(logger: logging.Logger) -> logging.Handler | None:
