@@ -7,13 +7,13 @@ same content; other clients get ``application/problem+json``.
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from collections.abc import Iterable
 from email.utils import formatdate
 from functools import lru_cache
 
+from gateway.pages import error_page
 from gateway.types import Send
 
 __all__ = [
@@ -118,21 +118,8 @@ async def send_problem(
     """Send a problem: an HTML page for browsers, ``application/problem+json`` otherwise."""
     body = problem_body(status, reason, detail, **extra)
     if wants_html(accept):
-        page = _html_page(status, str(body["title"]), detail, reason)
+        page = error_page(str(body["title"]), detail, reason, None)
         await send_response(send, status, page, b"text/html; charset=utf-8", headers, head=head)
     else:
         data = json.dumps(body, separators=(",", ":")).encode()
         await send_response(send, status, data, b"application/problem+json", headers, head=head)
-
-
-def _html_page(status: int, title: str, detail: str, reason: str) -> bytes:
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;"
-        "padding:0 1rem;color:#111;background:#fff}code{background:#eee;padding:0 .2em}</style>"
-        f"</head><body><main><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>"
-        f"<p>Status {status}, reason <code>{html.escape(reason)}</code>.</p>"
-        "<p><a href='/'>Back to the home page</a></p></main></body></html>"
-    ).encode()
