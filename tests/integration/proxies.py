@@ -9,12 +9,12 @@ docs/ is what the tests run.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from types import TracebackType
 
 from tests.support.net import free_port, wait_for_port
+from tests.support.process import stop_process
 
 __all__ = ["DOCS", "CaddyProcess", "NginxProcess", "render"]
 
@@ -57,14 +57,7 @@ class _Process:
         return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.keys import generate_key_line
 from tests.support.net import free_port, wait_for_port
+from tests.support.process import stop_process
 from verifiers import sdk
 
 __all__ = ["ISSUER", "GatewayProcess", "cookie_value", "session_cookie"]
@@ -153,14 +153,7 @@ class GatewayProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

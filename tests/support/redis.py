@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.support.net import free_port, wait_for_port
+from tests.support.process import stop_process
 
 __all__ = ["RedisServer", "redis_server_fixture"]
 
@@ -97,13 +98,7 @@ class RedisServer:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
+        stop_process(process, timeout)
         self._process = None
         atexit.unregister(self._reap)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from tests.support.gateway import AUTHORIZE_URL, ISSUER
 from tests.support.net import free_port, wait_for_port
+from tests.support.process import stop_process
 
 __all__ = ["PP_POLICY", "ReferenceProcess", "pp_settings"]
 
@@ -74,13 +75,7 @@ class ReferenceProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
