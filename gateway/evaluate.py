@@ -110,10 +110,7 @@ class Evaluator:
             verifier = self.runtime.verifiers.get(name)
             if verifier is None:
                 continue
-            own = getattr(verifier, "auth_scheme", None)
-            if (own or "").lower() == scheme or (
-                own is None and verifier.kind == "age-token" and scheme == AGE_TOKEN_SCHEME
-            ):
+            if str(getattr(verifier, "auth_scheme", "")).lower() == scheme:
                 found.append(verifier)
         return found
 
@@ -128,21 +125,18 @@ class Evaluator:
         now: float,
     ) -> Evaluation:
         runtime = self.runtime
-        limit = runtime.settings.rate_limit
         try:
-            if limit:
-                bucket = "api:" + runtime.client_bucket(client_ip)
-                limited = await runtime.store.rate_limit(bucket, limit, 60.0)
-                if not limited.allowed:
-                    return Evaluation(
-                        decision,
-                        Refusal(
-                            429,
-                            "rate_limited",
-                            "too many verification attempts",
-                            int(limited.retry_after) + 1,
-                        ),
-                    )
+            limited = await runtime.rate_limit("api", client_ip)
+            if limited is not None and not limited.allowed:
+                return Evaluation(
+                    decision,
+                    Refusal(
+                        429,
+                        "rate_limited",
+                        "too many verification attempts",
+                        int(limited.retry_after) + 1,
+                    ),
+                )
             expected_nonce = None
             if scheme == AGE_TOKEN_SCHEME:
                 expected_nonce = self._our_nonce(credential, now)

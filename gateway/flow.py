@@ -119,16 +119,12 @@ class _Flow:
         return decide(facts, session, self.runtime.policies.policy, now)
 
     async def _rate_limited(self, request: Request, bucket: str) -> Response | None:
-        limit = self.settings.rate_limit
-        if not limit:
-            return None
         client = request.client.host if request.client else None
-        key = f"{bucket}:{self.runtime.client_bucket(client)}"
         try:
-            result = await self.runtime.store.rate_limit(key, limit, 60.0)
+            result = await self.runtime.rate_limit(bucket, client)
         except StoreUnavailable:
             return self._store_down(request)
-        if result.allowed:
+        if result is None or result.allowed:
             return None
         return _problem(
             request,

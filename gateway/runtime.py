@@ -24,14 +24,14 @@ import aiohttp
 
 from gateway.errors import ConfigError, PolicyError
 from gateway.nonces import NonceIssuer, derive_key
-from gateway.observability import Metrics, log_event
+from gateway.observability import Metrics, log_event, truncate_ip
 from gateway.plugins import load_verifiers
 from gateway.policy import Policy, load_policy
 from gateway.policy.testing import run_policy_tests
 from gateway.proxy import Proxy
 from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
 from gateway.settings import Settings
-from gateway.stores import Store, open_store
+from gateway.stores import RateDecision, Store, open_store
 from verifiers.base import VerificationError, Verifier, VerifierServices
 
 __all__ = ["PolicyHolder", "Runtime", "load_checked_policy", "verifier_services"]
@@ -235,10 +235,21 @@ class Runtime:
 
     def client_bucket(self, client_ip: str | None) -> str:
         """A rate-limit bucket for a client: an HMAC of its /24 or /48, never the address."""
-        from gateway.observability import truncate_ip
-
         network = truncate_ip(client_ip) or "unknown"
         return hmac.new(self.client_hmac_key, network.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def rate_limit(self, purpose: str, client_ip: str | None) -> RateDecision | None:
+        """Count one verification attempt of a client; None when rate limits are off.
+
+        ``rate_limit`` attempts per minute per client network and purpose; raises
+        StoreUnavailable when the store cannot be reached.
+        """
+        limit = self.settings.rate_limit
+        if not limit:
+            return None
+        return await self.store.rate_limit(
+            f"{purpose}:{self.client_bucket(client_ip)}", limit, 60.0
+        )
 
     async def _watch_policy(self) -> None:
         while True:

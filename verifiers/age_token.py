@@ -167,6 +167,7 @@ class AgeTokenVerifier:
     """
 
     kind = "age-token"
+    auth_scheme = "AgeToken"  # answers `Authorization: AgeToken <jws>` (SPEC §6)
 
     def __init__(self, name: str, config: Mapping[str, Any], services: VerifierServices) -> None:
         self.name = name
