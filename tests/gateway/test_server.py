@@ -1,25 +1,20 @@
 """gateway.server against a real uvicorn on a loopback port, spoken to in raw bytes.
 
-The server runs this file as a script (see ``__main__`` below) with an echo app
-that answers every request with what it saw in the ASGI scope as JSON.
+The server is ``tests/support/echo_server.py`` in a subprocess: an echo app that
+answers every request with what it saw in the ASGI scope as JSON.  The protocol's
+HTTP/1.1 as such (keep-alive, framing, timeouts, shutdown) is in test_http1.py;
+here are the gateway's additions: the raw target, head limits, refusals, config.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 import gateway.server
 from gateway.server import (
@@ -27,69 +22,17 @@ from gateway.server import (
     MAX_HEADER_COUNT,
     MAX_TARGET_BYTES,
     GatewayHttpProtocol,
-    _CoalescingTransport,
     serve_config,
 )
-from tests.support.net import free_port, wait_for_port
+from tests.support.echo_server import EchoServer, echo_app
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-# --- the echo app the server subprocess runs ------------------------------------
-
-
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answer with the parts of the scope the tests look at, and the body received."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    ext = scope.get("extensions", {}).get("agegate")
-    seen = {
-        "method": scope["method"],
-        "raw_path": scope["raw_path"].decode("latin-1"),
-        "query": scope["query_string"].decode("latin-1"),
-        "client": scope["client"][0],
-        "body": body.decode("latin-1"),
-        "agegate": ext and {**ext, "raw_target": ext["raw_target"].decode("latin-1")},
-    }
-    data = json.dumps(seen).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-# --- fixtures and raw-socket helpers ------------------------------------------
+# --- the server and raw-socket helpers -------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def port() -> Iterator[int]:
-    chosen = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, __file__, str(chosen)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(chosen)
-        yield chosen
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with EchoServer(tmp_path_factory.mktemp("echo")) as server:
+        yield server.port
 
 
 def exchange(
@@ -148,18 +91,9 @@ def test_public_names_import() -> None:
         assert getattr(gateway.server, name) is not None
 
 
-def test_uvicorn_internals_the_hook_relies_on_still_exist() -> None:
-    # If this fails, uvicorn changed: re-read httptools_impl.py and adapt GatewayHttpProtocol.
-    for name in ("on_message_begin", "on_url", "on_header", "on_headers_complete"):
-        assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn lost {name}"
-    assert callable(getattr(HttpToolsProtocol, "send_400_response", None))
-    source = Path(sys.modules[HttpToolsProtocol.__module__].__file__ or "").read_text()
-    assert "self.scope = {" in source, "uvicorn no longer builds self.scope per request"
-
-
 def test_absolute_form_target_is_visible_in_scope(port: int) -> None:
     seen = echo(port, b"GET http://Evil.Example:81/wine?x=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n")
-    # uvicorn alone would show only the path: the authority is what our hook adds.
+    # raw_path is only the path: the authority is in the agegate extension alone.
     assert seen["raw_path"] == "/wine"
     assert seen["query"] == "x=1"
     assert seen["agegate"] == {
@@ -183,7 +117,7 @@ def test_origin_form_target_has_no_host(port: int) -> None:
     [
         (b"http://user@evil.example/", "bad_authority"),
         (b"*", "not_origin_form"),
-        # uvicorn drops the fragment from raw_path; only target_error tells the app.
+        # raw_path has no fragment; only target_error tells the app.
         (b"/wine#red", "fragment"),
     ],
 )
@@ -222,7 +156,7 @@ def test_pipelined_requests_each_get_their_own_target(port: int) -> None:
     ],
 )
 def test_transfer_encoding_with_content_length_is_refused(port: int, framing: bytes) -> None:
-    # What happens (httptools/llhttp, strict): the whole connection gets uvicorn's 400 and
+    # What happens (httptools/llhttp, strict): the whole connection gets a 400 and
     # is closed; the app never sees the POST nor the smuggled GET behind it.
     raw = exchange(
         port,
@@ -287,8 +221,8 @@ def test_forwarded_headers_do_not_rewrite_the_client(port: int) -> None:
     assert seen["client"] == "127.0.0.1"
 
 
-def test_uvicorn_adds_neither_date_nor_server(port: int) -> None:
-    # Proxied responses keep the upstream's Date; a second one from uvicorn would be wrong.
+def test_the_listener_adds_neither_date_nor_server(port: int) -> None:
+    # Proxied responses keep the upstream's Date; a second one from the listener would be wrong.
     # The gateway's own responses carry a Date (gateway/problem.py).
     [(_, headers, _)] = responses(exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
     assert b"date" not in headers
@@ -320,86 +254,6 @@ def test_serve_config_settings() -> None:
 
 @pytest.mark.parametrize("key", ["http", "proxy_headers", "forwarded_allow_ips"])
 def test_serve_config_refuses_unsafe_overrides(key: str) -> None:
+    unsafe: dict[str, Any] = {key: True}
     with pytest.raises(ValueError, match=key):
-        serve_config(echo_app, host="127.0.0.1", port=1, **{key: True})
-
-
-class _RecordingTransport:
-    """Just enough of a transport to see what reaches the socket, write by write."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> str:
-        return f"extra:{name}"
-
-
-async def _one_iteration() -> None:
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
-async def test_writes_of_one_iteration_leave_as_one_in_order() -> None:
-    real = _RecordingTransport()
-    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
-    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    transport.write(b"")
-    transport.write(b"body")
-    assert real.writes == []
-    await _one_iteration()
-    assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
-
-
-async def test_a_head_is_not_held_back_until_its_body() -> None:
-    # A streamed response (server-sent events, long poll) must show its head at once.
-    real = _RecordingTransport()
-    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
-    transport.write(b"head")
-    await _one_iteration()
-    transport.write(b"chunk")
-    await _one_iteration()
-    assert real.writes == [b"head", b"chunk"]
-
-
-async def test_close_sends_pending_writes_first() -> None:
-    real = _RecordingTransport()
-    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
-    transport.write(b"last words")
-    transport.close()
-    assert real.writes == [b"last words"]
-    assert real.closed
-    await _one_iteration()
-    assert real.writes == [b"last words"]
-
-
-async def test_large_writes_are_not_held() -> None:
-    real = _RecordingTransport()
-    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
-    transport.write(b"h")
-    transport.write(b"x" * (128 * 1024))
-    assert real.writes == [b"h" + b"x" * (128 * 1024)]
-
-
-async def test_writes_to_a_closing_transport_are_dropped_and_the_rest_passes_through() -> None:
-    real = _RecordingTransport()
-    transport = _CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
-    transport.write(b"too late")
-    real.closed = True
-    await _one_iteration()
-    assert real.writes == []
-    assert transport.is_closing()
-    assert transport.get_extra_info("peername") == "extra:peername"
-
-
-if __name__ == "__main__":
-    uvicorn.Server(serve_config(echo_app, host="127.0.0.1", port=int(sys.argv[1]))).run()
+        serve_config(echo_app, host="127.0.0.1", port=1, **unsafe)
