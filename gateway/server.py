@@ -124,6 +124,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._idle_since = 0.0
         # The request head being parsed.
         self._in_head = False
@@ -189,7 +190,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._head_since = self.loop.time()
+        self._head_since = now = self.loop.time()
+        if self._timer is not None and self._timer_at > now + self.head_timeout:
+            self._arm(now + self.head_timeout)  # only when the head limit is the shorter one
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -332,7 +335,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         # timer on every request would cost more than the check.
         self._idle_since = self.loop.time()
         if self._timer is None:
-            self._timer = self.loop.call_later(self.keep_alive_timeout, self._on_timer)
+            self._arm(self._idle_since + self.keep_alive_timeout)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -341,7 +350,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self.active is not None:
+            # A response is being written: the next idle period arms the timer again,
+            # and a head that arrived meanwhile is judged then (never answered first).
             return
         now = self.loop.time()
         if self._in_head:
@@ -350,14 +361,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 log.info("request head too slow", extra={"event": "bad_request", "status": 408})
                 self._answer_and_close(408)
                 return
-        elif self.active is None and not self.pipeline:
+        else:
             deadline = self._idle_since + self.keep_alive_timeout
             if now >= deadline:
                 self.transport.close()
                 return
-        else:
-            return  # a request is being answered; the next idle period arms the timer again
-        self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._arm(deadline)
 
     # refusals and upgrades ------------------------------------------------------
     def _refuse(self, status: int) -> None:
