@@ -8,6 +8,8 @@ import logging
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.observability import BufferedHandler, JsonFormatter, Metrics, log_event, truncate_ip
 
@@ -89,7 +91,7 @@ def test_log_event_passes_fields(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_metrics_use_their_own_registry() -> None:
     first, second = Metrics.create(), Metrics.create()
-    first.requests.labels("wine", "allow", "200").inc()
+    first.requests.count("wine", "allow", "200", 0.003)
     assert (
         first.registry.get_sample_value(
             "agegate_requests_total", {"rule": "wine", "decision": "allow", "status": "200"}
@@ -145,3 +147,56 @@ def test_uvicorn_messages_lose_their_arguments_but_stay_readable() -> None:
         assert events[:2] == ['… - "WebSocket …" [accepted]', "Started server process […]"]
     finally:
         configure_logging("json", "info")
+
+
+_LABELS = st.tuples(
+    st.sampled_from(["wine", "static", ""]),
+    st.sampled_from(["allow", "challenge", "deny", "reject"]),
+    st.sampled_from(["200", "303", "401", "403", "502"]),
+)
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(st.tuples(_LABELS, st.floats(min_value=0, max_value=5, allow_nan=False)), max_size=30)
+)
+def test_request_stats_expose_what_prometheus_counter_and_histogram_would(
+    observations: list[tuple[tuple[str, str, str], float]],
+) -> None:
+    """RequestStats replaces a Counter and a Histogram on the hot path: same samples."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from gateway.observability import RequestStats
+
+    stats = RequestStats()
+    ours = CollectorRegistry()
+    ours.register(stats)
+    reference = CollectorRegistry()
+    counter = Counter("agegate_requests", "r", ["rule", "decision", "status"], registry=reference)
+    histogram = Histogram(
+        "agegate_request_duration_seconds",
+        "d",
+        ["decision"],
+        buckets=stats.buckets,
+        registry=reference,
+    )
+    for (rule, decision, status), duration in observations:
+        stats.count(rule, decision, status, duration)
+        counter.labels(rule, decision, status).inc()
+        histogram.labels(decision).observe(duration)
+
+    def samples(
+        registry: CollectorRegistry,
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    expected = samples(reference)
+    got = samples(ours)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
