@@ -12,7 +12,6 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
 
 from gateway.observability import (
     ACCESS_LOGGER,
@@ -25,6 +24,8 @@ from gateway.observability import (
 from gateway.types import Message, Send
 
 __all__ = ["AccessLog", "AccessRecord", "recording_status"]
+
+_SEGMENT_CACHE = 1024  # label sets whose rendered line segment is kept
 
 
 class AccessRecord:
@@ -83,11 +84,11 @@ class AccessLog:
         self.metrics = metrics
         self.log_client_ip = log_client_ip
         self._logger = logging.getLogger(ACCESS_LOGGER)
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         # Request ids need to be unique, not secret: a random per-process prefix and a
         # counter, instead of a getrandom() syscall per request.
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count()
+        self._middles: dict[tuple[int, str | None, str, str | None], str] = {}
 
     def request_id(self) -> str:
         """A new id, unique across processes and restarts: 8 random hex digits + a counter."""
@@ -129,6 +130,18 @@ class AccessLog:
         Built by hand because it runs once per request: most values are short
         ASCII tokens that need no escaping, and :func:`_json_text` checks that.
         """
+        # The parts between the path and the duration repeat from request to request:
+        # they are rendered once per label set (a bounded cache).
+        key = (record.status, record.rule, record.decision, record.reason)
+        middle = self._middles.get(key)
+        if middle is None:
+            if len(self._middles) >= _SEGMENT_CACHE:
+                self._middles.clear()
+            middle = self._middles[key] = (
+                f',"status":{record.status},"rule":{_json_text(record.rule)}'
+                f',"decision":{_json_text(record.decision)},"reason":{_json_text(record.reason)}'
+                ',"duration_ms":'
+            )
         parts = [
             '{"time":"',
             utc_timestamp(now),
@@ -138,15 +151,7 @@ class AccessLog:
             _json_text(record.method),
             ',"path":',
             _json_text(record.path),
-            ',"status":',
-            str(record.status),
-            ',"rule":',
-            _json_text(record.rule),
-            ',"decision":',
-            _json_text(record.decision),
-            ',"reason":',
-            _json_text(record.reason),
-            ',"duration_ms":',
+            middle,
             repr(round(duration * 1000, 3)),
             ',"request_id":"',
             self.request_id(),
@@ -162,19 +167,9 @@ class AccessLog:
         return "".join(parts)
 
     def _count(self, record: AccessRecord, duration: float) -> None:
-        # Metric children are looked up once per label set: labels() takes a lock each time.
-        key = (record.rule or "", record.decision, str(record.status))
-        children = self._children.get(key)
-        if children is None:
-            if len(self._children) > 10_000:  # bounded: statuses and rules are few, but
-                self._children.clear()  # a bug elsewhere must not grow this without end
-            children = (
-                self.metrics.requests.labels(*key),
-                self.metrics.duration.labels(record.decision),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(duration)
+        self.metrics.requests.count(
+            record.rule or "", record.decision, str(record.status), duration
+        )
 
 
 def _json_text(value: str | None) -> str:
