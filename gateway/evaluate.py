@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.cookies import get_cookie, set_cookie
 from gateway.errors import StoreUnavailable
-from gateway.policy import Decision, Outcome, decide
+from gateway.policy import Action, Decision, Outcome, decide
 from gateway.policy.decide import NO_MATCH, decide_for_rule
 from gateway.policy.facts import RequestFacts
 from gateway.runtime import Runtime
@@ -70,6 +70,10 @@ class Evaluator:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # Decisions of allow rules depend on nothing but the rule: made once per
+        # rule of the policy in force (cleared when a reload replaces the policy).
+        self._allow_policy: object = None
+        self._allow_decisions: dict[int, Decision] = {}
 
     async def evaluate(
         self,
@@ -84,6 +88,14 @@ class Evaluator:
         rule = policy.match(facts.method, facts.host, facts.path)
         if rule is None:
             return Evaluation(NO_MATCH)
+        if rule.action is Action.ALLOW:
+            if policy is not self._allow_policy:
+                self._allow_policy = policy
+                self._allow_decisions = {}
+            decision = self._allow_decisions.get(id(rule))
+            if decision is None:
+                decision = self._allow_decisions[id(rule)] = decide_for_rule(rule, None, None, now)
+            return Evaluation(decision)
         session = None
         if rule.min_age is not None:  # public and deny rules never open the cookie
             session = runtime.sessions.open(get_cookie(headers, SESSION_COOKIE), now)

@@ -12,6 +12,7 @@ here logs a token, a cookie or a full client address.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from gateway.access import AccessLog, AccessRecord, recording_status
 from gateway.errors import BadRequest
@@ -26,6 +27,10 @@ from gateway.runtime import Runtime
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AGEGATE_PREFIX", "Gate", "host_name", "jurisdiction_of"]
+
+_T = TypeVar("_T")
+_CACHE_ENTRIES = 4096  # per cache: host values, raw paths
+_CACHE_KEY_BYTES = 512
 
 
 def host_name(value: bytes | None) -> str | None:
@@ -70,6 +75,10 @@ class Gate:
         self.access = AccessLog(
             runtime.metrics, log_client_ip=self.settings.log_client_ip == "truncated"
         )
+        # Host values and raw paths repeat from request to request; both functions are
+        # pure, so their results are kept (bounded; refusals are not kept).
+        self._hosts: dict[bytes, str | None] = {}
+        self._paths: dict[bytes, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope.get("method", "GET"))
@@ -146,7 +155,7 @@ class Gate:
         if len(host_values) > 1:
             # RFC 9112 §3.2: more than one Host is a 400; which one a server reads differs.
             raise BadRequest("duplicate_host", "more than one Host header")
-        host = host_name(host_values[0]) if host_values else None
+        host = self._host_name(host_values[0]) if host_values else None
         target_host = target.get("target_host")
         if target_host is not None and target_host not in self.settings.hosts:
             raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
@@ -156,11 +165,19 @@ class Gate:
             raise BadRequest("host_mismatch", "the request target names another host than Host")
         if host is None or host not in self.settings.hosts:
             raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
-        path = canonical_path(
-            scope.get("raw_path") or scope["path"].encode(),
-            allow_semicolons=self.settings.allow_semicolons,
-        )
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = self._paths.get(raw_path)
+        if path is None:
+            path = canonical_path(raw_path, allow_semicolons=self.settings.allow_semicolons)
+            _remember(self._paths, raw_path, path)
         return host, path
+
+    def _host_name(self, value: bytes) -> str | None:
+        if value in self._hosts:
+            return self._hosts[value]
+        name = host_name(value)
+        _remember(self._hosts, value, name)
+        return name
 
     async def _forward(
         self,
@@ -208,6 +225,15 @@ class Gate:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_problem(send, status, reason, detail, accept=accept, head=method == "HEAD")
+
+
+def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
+    """Keep ``value`` under ``key``: bounded in count and key size, so junk cannot grow it."""
+    if len(key) > _CACHE_KEY_BYTES:
+        return
+    if len(cache) >= _CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
 
 
 def _add_response_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
