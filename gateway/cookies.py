@@ -14,6 +14,7 @@ session cookie is also removed before the request goes upstream.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import lru_cache
 
 __all__ = [
     "clear_cookie",
@@ -76,10 +77,17 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
     for header_name, header_value in headers:
         if header_name.lower() != b"cookie":
             continue
-        found = parse_cookie_header(header_value).get(name)
+        found = _cookie_value(header_value, name)
         if found is not None:
             return found
     return None
+
+
+@lru_cache(maxsize=256)
+def _cookie_value(header_value: bytes | str, name: str) -> str | None:
+    # The same Cookie header comes with each of a visitor's requests: parsed once
+    # (bounded: 256 values, at most 256 x the 32 KiB head limit).
+    return parse_cookie_header(header_value).get(name)
 
 
 def strip_cookies(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Sequence
+from functools import lru_cache
 
 __all__ = [
     "HOP_BY_HOP",
@@ -27,6 +28,7 @@ __all__ = [
     "Network",
     "downstream_response_headers",
     "is_trusted",
+    "private_cache_headers",
     "strip_cookies",
     "upstream_request_headers",
 ]
@@ -93,6 +95,11 @@ def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
         if pair and pair.split(b"=", 1)[0].strip() not in names
     ]
     return b"; ".join(kept)
+
+
+# A visitor's Cookie header repeats on every request: its stripped form is kept
+# (bounded: 256 values, so at most 256 x the 32 KiB head limit).
+_stripped_cookies = lru_cache(maxsize=256)(strip_cookies)
 
 
 def _forwarded_value(value: str) -> bytes:
@@ -186,7 +193,8 @@ def upstream_request_headers(
                 out.append((name, value))
             continue
         if name == b"cookie" and strip_cookie_names:
-            kept = strip_cookies(value, strip_cookie_names)
+            # frozenset() of a frozenset is that same set: no copy on the hot path.
+            kept = _stripped_cookies(value, frozenset(strip_cookie_names))
             if kept:
                 out.append((name, kept))
             continue
@@ -286,10 +294,18 @@ def _forwarding_headers(
     return out
 
 
-def downstream_response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers without hop-by-hop ones, names lower-cased."""
+def downstream_response_headers(
+    headers: Headers, *, private: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers without hop-by-hop ones, names lower-cased.
+
+    ``private`` keeps a protected response out of shared caches, as
+    :func:`private_cache_headers` does, in the same pass when the upstream sent
+    no ``Cache-Control``.
+    """
     out = []
     named: set[bytes] | None = None
+    cache_control = False
     for raw_name, value in headers:
         name = raw_name.lower()
         if name in HOP_BY_HOP:
@@ -297,7 +313,26 @@ def downstream_response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
                 tokens = {t.strip().lower() for t in value.split(b",")}
                 named = tokens if named is None else named | tokens
             continue
+        if name == b"cache-control":
+            cache_control = True
         out.append((name, value))
     if named:
         out = [(k, v) for k, v in out if k not in named]
+    if private:
+        if cache_control:
+            return private_cache_headers(out)
+        out.append((b"cache-control", b"private"))
     return out
+
+
+def private_cache_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` (lower-case names) with a protected response kept out of shared caches.
+
+    A cache in front of the gateway would otherwise store an age-restricted page
+    and serve it to visitors who never proved their age.  ``private`` (or
+    ``no-store``) from the upstream stands; anything else becomes ``private``.
+    """
+    current = b",".join(v for k, v in headers if k == b"cache-control").lower()
+    if b"private" in current or b"no-store" in current:
+        return headers
+    return [*((k, v) for k, v in headers if k != b"cache-control"), (b"cache-control", b"private")]

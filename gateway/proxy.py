@@ -32,6 +32,7 @@ from gateway.forwarding import (
     Network,
     downstream_response_headers,
     is_trusted,
+    private_cache_headers,
     upstream_request_headers,
 )
 from gateway.problem import send_problem
@@ -320,9 +321,7 @@ class Proxy:
         private: bool,
     ) -> int:
         status = response.status
-        headers = downstream_response_headers(response.headers)
-        if private:
-            headers = private_cache_headers(headers)
+        headers = downstream_response_headers(response.headers, private=private)
         bodyless = head or status in _NO_BODY_STATUSES
         if status in _NO_BODY_STATUSES:
             # uvicorn would expect that many body bytes; a 204/304 has none.
@@ -353,19 +352,6 @@ class Proxy:
         finally:
             if watcher is not None:
                 watcher.cancel()
-
-
-def private_cache_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` (lower-case names) with a protected response kept out of shared caches.
-
-    A cache in front of the gateway would otherwise store an age-restricted page
-    and serve it to visitors who never proved their age.  ``private`` (or
-    ``no-store``) from the upstream stands; anything else becomes ``private``.
-    """
-    current = b",".join(v for k, v in headers if k == b"cache-control").lower()
-    if b"private" in current or b"no-store" in current:
-        return headers
-    return [*((k, v) for k, v in headers if k != b"cache-control"), (b"cache-control", b"private")]
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
