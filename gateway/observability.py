@@ -31,6 +31,7 @@ __all__ = [
     "JsonFormatter",
     "Metrics",
     "configure_logging",
+    "flush_logs",
     "log_event",
     "truncate_ip",
     "utc_timestamp",
@@ -38,6 +39,7 @@ __all__ = [
 
 ACCESS_LOGGER = "agegate.access"
 _EVENT_LOGGER = "agegate"
+_CONFIGURED_LOGGERS = (_EVENT_LOGGER, "uvicorn", "uvicorn.error", "uvicorn.access")
 
 # Only these keys may appear in a JSON log line besides time/level/event/logger.
 ALLOWED_LOG_FIELDS = frozenset(
@@ -178,7 +180,7 @@ def configure_logging(fmt: str = "json", level: str = "info", stream: Any = None
     handler = BufferedHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter())
     handler.addFilter(_UvicornFilter())
-    for name in (_EVENT_LOGGER, "uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in _CONFIGURED_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
@@ -193,6 +195,13 @@ def utc_timestamp(now: float) -> str:
 @lru_cache(maxsize=4)
 def _second_prefix(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def flush_logs() -> None:
+    """Write out what the agegate loggers' handlers still buffer (before the process ends)."""
+    for name in _CONFIGURED_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            handler.flush()
 
 
 def log_event(

@@ -287,3 +287,20 @@ def test_report_only_lets_through_without_claiming_an_age(
         lines = [line for line in gw.log_lines() if line.get("event") == "request"]
         assert lines[-1]["decision"] == "challenge"
         assert lines[-1]["mode"] == "report-only"
+
+
+def test_sigterm_exits_0_with_the_last_access_line_written(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    # uvicorn raises the signal again after its graceful shutdown: the process then died of
+    # it (-15), and what the log buffer held was lost with it.
+    gw = GatewayProcess(tmp_path, upstream=upstream.url).start()
+    try:
+        assert httpx.get(gw.url + "/echo/public/last-one").status_code == 200
+        assert gw.process is not None
+        gw.process.terminate()
+        assert gw.process.wait(timeout=15) == 0
+    finally:
+        gw.stop()
+    paths = [line.get("path") for line in gw.log_lines() if line.get("event") == "request"]
+    assert "/echo/public/last-one" in paths

@@ -118,6 +118,10 @@ def test_forked_workers_serve_and_share_the_replay_store(
         results = [httpx.get(gw.url + "/echo/wine/red", headers=auth).status_code for _ in range(6)]
         assert results.count(200) == 1
         assert results.count(401) == 5
+        # A SIGTERM is a normal stop: every worker finishes and the supervisor exits 0.
+        assert gw.process is not None
+        gw.process.terminate()
+        assert gw.process.wait(timeout=20) == 0
 
 
 def test_two_workers_need_a_shared_store(tmp_path: Path, upstream: UpstreamServer) -> None:
