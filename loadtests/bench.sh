@@ -14,14 +14,17 @@
 #   AGEGATE_CMD          command that serves the gateway; "--config FILE" is appended
 #                        (default: .venv/bin/agegate run)
 #   BENCH_NGINX_ONLY=1   only the direct and nginx rows (no agegate)
-#   BENCH_DURATION=10s BENCH_WARMUP=2s BENCH_CONNECTIONS=10 BENCH_THREADS=2
+#   BENCH_ROUNDS=3       every row runs once per round, rounds in turn, so a slow spell of
+#                        a shared machine falls on all rows alike (figures: all rounds summed)
+#   BENCH_DURATION=5s (per row and round) BENCH_WARMUP=2s BENCH_CONNECTIONS=10 BENCH_THREADS=2
 #   BENCH_THINK_MS=5 (paced rows; BENCH_PACED=0 skips them)
 #   BENCH_OUT=path.json  BENCH_KEEP=1 (keep the temp dir: configs, logs, wrk output)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-DURATION=${BENCH_DURATION:-10s}
+DURATION=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-10}
 THREADS=${BENCH_THREADS:-2}
@@ -108,17 +111,21 @@ cpu_ticks() {  # cpu_ticks PID: user + system clock ticks the process has used (
     echo $((fields[11] + fields[12]))
 }
 
-run_wrk() {  # run_wrk NAME URL [WRK ARGS...]: warm up, then the measured run
-    # With SERVER_PID set, that process's CPU ticks during the run go to cpu-NAME.txt.
+run_wrk() {  # run_wrk NAME URL [WRK ARGS...]: (warm-up in round 1,) then the measured run
+    # Output goes to wrk-NAME-rROUND.txt; with SERVER_PID set, that process's CPU ticks
+    # during the run go to cpu-NAME-rROUND.txt.
     local name=$1 url=$2 before
     shift 2
-    echo "bench: $name: $url (warm-up $WARMUP, run $DURATION, $CONNECTIONS connections)" >&2
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" --timeout 2s "$@" "$url" >/dev/null
+    echo "bench: round $ROUND/$ROUNDS $name: $url (run $DURATION, $CONNECTIONS connections)" >&2
+    if [ "$ROUND" = 1 ]; then
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" --timeout 2s "$@" "$url" >/dev/null
+    fi
     before=$(cpu_ticks "${SERVER_PID:-0}")
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 2s --latency "$@" "$url" \
-        >"$TMP/wrk-$name.txt"
+        >"$TMP/wrk-$name-r$ROUND.txt"
     if [ -n "${SERVER_PID:-}" ]; then
-        echo "$(($(cpu_ticks "$SERVER_PID") - before)) $(getconf CLK_TCK)" >"$TMP/cpu-$name.txt"
+        echo "$(($(cpu_ticks "$SERVER_PID") - before)) $(getconf CLK_TCK)" \
+            >"$TMP/cpu-$name-r$ROUND.txt"
     fi
 }
 
@@ -142,38 +149,45 @@ if [ "$NGINX_ONLY" != 1 ]; then
     check allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
 fi
 
-printf '{"wrk": "-t%s -c%s -d%s --latency", "nginx": "%s", "body_bytes": 1024, "think_ms": %s}\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$(nginx -v 2>&1 | sed 's|.*/||')" "$BENCH_THINK_MS" \
+printf '{"wrk": "-t%s -c%s -d%s --latency", "rounds": %s, "nginx": "%s", "body_bytes": 1024, "think_ms": %s}\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nginx -v 2>&1 | sed 's|.*/||')" "$BENCH_THINK_MS" \
     >"$TMP/meta.json"
 
 # CPU per request is read for the proxies: nginx's one worker, and the agegate process.
 NGINX_WORKER_PID=$(pgrep -P "$NGINX_PROXY_PID" | head -n 1 || true)
-run_wrk direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
-SERVER_PID=$NGINX_WORKER_PID run_wrk nginx "http://127.0.0.1:$PROXY_PORT/public/page"
-SERVER_PID=${AGEGATE_PID:-}
-if [ "$NGINX_ONLY" != 1 ]; then
-    run_wrk allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
-    protected="http://127.0.0.1:$GATEWAY_PORT/wine/red"
-    if [ -f "$TMP/cookie.txt" ]; then
-        cookie=$(<"$TMP/cookie.txt")
-        # The route must really be protected (no cookie: not 200) and the cookie must open it.
-        without=$(curl -s -o /dev/null -w '%{http_code}' "$protected" || true)
-        if [ "$without" = 200 ]; then
-            echo "bench: $protected answered 200 without a session; not benchmarking it" >&2
-        elif check protected "$protected" -H "Cookie: $cookie"; then
-            run_wrk protected "$protected" -H "Cookie: $cookie"
+protected="http://127.0.0.1:$GATEWAY_PORT/wine/red"
+cookie=
+if [ "$NGINX_ONLY" != 1 ] && [ -f "$TMP/cookie.txt" ]; then
+    cookie=$(<"$TMP/cookie.txt")
+    # The route must really be protected (no cookie: not 200) and the cookie must open it.
+    without=$(curl -s -o /dev/null -w '%{http_code}' "$protected" || true)
+    if [ "$without" = 200 ]; then
+        echo "bench: $protected answered 200 without a session; not benchmarking it" >&2
+        cookie=
+    elif ! check protected "$protected" -H "Cookie: $cookie"; then
+        cookie=
+    fi
+fi
+think=(-s "$ROOT/loadtests/think.lua")
+for ROUND in $(seq "$ROUNDS"); do
+    SERVER_PID='' run_wrk direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
+    SERVER_PID=$NGINX_WORKER_PID run_wrk nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+    if [ "$NGINX_ONLY" != 1 ]; then
+        SERVER_PID=$AGEGATE_PID run_wrk allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
+        if [ -n "$cookie" ]; then
+            SERVER_PID=$AGEGATE_PID run_wrk protected "$protected" -H "Cookie: $cookie"
         fi
     fi
-fi
-
-if [ "$PACED" = 1 ]; then
-    think=(-s "$ROOT/loadtests/think.lua")
-    SERVER_PID='' run_wrk direct-paced "http://127.0.0.1:$UPSTREAM_PORT/public/page" "${think[@]}"
-    SERVER_PID=$NGINX_WORKER_PID run_wrk nginx-paced "http://127.0.0.1:$PROXY_PORT/public/page" \
-        "${think[@]}"
-    if [ "$NGINX_ONLY" != 1 ]; then
-        run_wrk allowed-paced "http://127.0.0.1:$GATEWAY_PORT/public/page" "${think[@]}"
+    if [ "$PACED" = 1 ]; then
+        SERVER_PID='' run_wrk direct-paced "http://127.0.0.1:$UPSTREAM_PORT/public/page" \
+            "${think[@]}"
+        SERVER_PID=$NGINX_WORKER_PID run_wrk nginx-paced \
+            "http://127.0.0.1:$PROXY_PORT/public/page" "${think[@]}"
+        if [ "$NGINX_ONLY" != 1 ]; then
+            SERVER_PID=$AGEGATE_PID run_wrk allowed-paced \
+                "http://127.0.0.1:$GATEWAY_PORT/public/page" "${think[@]}"
+        fi
     fi
-fi
+done
 
 "$PY" "$ROOT/loadtests/benchlib.py" report "$TMP" "$OUT"

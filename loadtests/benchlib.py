@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -145,12 +146,9 @@ def report(directory: Path, out: Path) -> int:
     """Print the comparison table and write it as JSON; exit 1 if a run had errors."""
     runs: dict[str, dict[str, Any]] = {}
     for name, _ in (*ROWS, *PACED_ROWS):
-        path = directory / f"wrk-{name}.txt"
-        if path.exists():
-            runs[name] = parse_wrk(path.read_text())
-            runs[name]["cpu_us_per_request"] = _cpu_per_request(
-                directory / f"cpu-{name}.txt", runs[name]["requests"]
-            )
+        combined = combine_rounds(directory, name)
+        if combined is not None:
+            runs[name] = combined
     meta = (
         json.loads((directory / "meta.json").read_text())
         if (directory / "meta.json").exists()
@@ -220,12 +218,51 @@ def report(directory: Path, out: Path) -> int:
     return 0
 
 
-def _cpu_per_request(path: Path, requests: int | None) -> float | None:
-    """Microseconds of the proxy's CPU per request, from ``ticks clk_tck`` in ``path``."""
-    if not requests or not path.exists():
+def combine_rounds(directory: Path, name: str) -> dict[str, Any] | None:
+    """One row from its rounds (``wrk-NAME-rN.txt``), or None when it did not run.
+
+    Requests/s is the mean over rounds (they all last as long), so a ratio of
+    two rows is the ratio of their requests summed over the same interleaved
+    rounds; p50/p99 are the medians of the rounds'; CPU per request is all
+    the ticks over all the requests.  Each round's own figures stay in ``rounds``.
+    """
+    paths = sorted(directory.glob(f"wrk-{name}-r*.txt"), key=_round_number)
+    if not paths:
+        return None
+    rounds = [parse_wrk(path.read_text()) for path in paths]
+    ticks = [_cpu_ticks(directory / path.name.replace("wrk-", "cpu-", 1)) for path in paths]
+    rps = [r["rps"] for r in rounds]
+    requests = [r["requests"] for r in rounds]
+    errors = [r["socket_errors"] for r in rounds if r["socket_errors"]]
+    combined: dict[str, Any] = {
+        "rps": round(statistics.fmean(rps), 2) if all(rps) else None,
+        "requests": sum(requests) if all(r is not None for r in requests) else None,
+        "non_2xx": sum(r["non_2xx"] for r in rounds),
+        "socket_errors": "; ".join(errors) or None,
+    }
+    for key in ("p50_ms", "p90_ms", "p99_ms"):
+        values = [r[key] for r in rounds]
+        combined[key] = statistics.median(values) if None not in values else None
+    seconds = [t for t in ticks if t is not None]
+    combined["cpu_us_per_request"] = (
+        round(sum(seconds) / combined["requests"] * 1e6, 1)
+        if combined["requests"] and len(seconds) == len(rounds) and sum(seconds) > 0
+        else None
+    )
+    combined["rounds"] = rounds
+    return combined
+
+
+def _round_number(path: Path) -> int:
+    return int(path.stem.rsplit("-r", 1)[1])
+
+
+def _cpu_ticks(path: Path) -> float | None:
+    """CPU seconds the proxy used in one run, from ``ticks clk_tck`` in ``path``."""
+    if not path.exists():
         return None
     ticks, per_second = (int(v) for v in path.read_text().split())
-    return round(ticks / per_second / requests * 1e6, 1) if ticks > 0 else None
+    return ticks / per_second
 
 
 def _fmt(value: float | None, digits: int) -> str:
