@@ -55,6 +55,10 @@ _INTERNAL_ERROR = (
 )
 
 
+# Response headers whose values change how the body is framed or the connection ends.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
 class Connection(Protocol):
     """What an exchange needs from its connection."""
 
@@ -193,9 +197,11 @@ class Exchange:
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind!r}")
+            # Started only once the head is built: a refused head (CR/LF in a value)
+            # is then still answered with a 500 instead of a silent close.
+            self._start(message["status"], message.get("headers", ()))
             self.started = True
             self.continue_wanted = False
-            self._start(message["status"], message.get("headers", ()))
             return
         if self.complete or kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
@@ -227,20 +233,22 @@ class Exchange:
             conn.response_complete(self)
 
     def _start(self, status: int, headers: Any) -> None:
-        lines = [_STATUS_LINES.get(status) or status_line(status)]
-        lines.extend(b"%s: %s\r\n" % pair for pair in self.conn.server_state.default_headers)
+        parts = [_STATUS_LINES.get(status) or status_line(status)]
+        lines = 2  # the status line and the blank line
         length: bytes | None = None
         close_sent = False
-        for name, value in headers:
+        for name, value in (*self.conn.server_state.default_headers, *headers):
             lower = name.lower()
-            if lower == b"content-length":
-                length = value
-            elif lower == b"transfer-encoding":
-                self.chunked = value.lower() == b"chunked"
-            elif lower == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                close_sent = True
-            lines.append(b"%s: %s\r\n" % (name, value))
+            if lower in _FRAMING:
+                if lower == b"content-length":
+                    length = value
+                elif lower == b"transfer-encoding":
+                    self.chunked = value.lower() == b"chunked"
+                elif b"close" in value.lower():  # Connection
+                    self.keep_alive = False
+                    close_sent = True
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
         self.bodyless = self.head_request or status in (204, 304) or status < 200
         if length is not None and not self.chunked:
             self.remaining = int(length)
@@ -249,12 +257,14 @@ class Exchange:
                 self.keep_alive = False  # an HTTP/1.0 client reads to the close
             else:
                 self.chunked = True
-                lines.append(b"transfer-encoding: chunked\r\n")
+                parts.append(b"transfer-encoding: chunked\r\n")
+                lines += 1
         if not self.keep_alive and not close_sent:
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        head = b"".join(lines)
-        if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
+            parts.append(b"connection: close\r\n")
+            lines += 1
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
             raise RuntimeError("a response header contains CR or LF")  # no header injection
         self.pending_head = head
         self.conn.loop.call_soon(self._flush_head)

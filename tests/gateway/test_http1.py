@@ -380,6 +380,22 @@ def test_app_failing_before_its_response_gets_500_and_a_close(server: EchoServer
         assert echoed(conn.request(get("/still-up")))["raw_path"] == "/still-up"
 
 
+@pytest.mark.parametrize("value", ["a%0D%0ASet-Cookie:%20x=1", "a%0ASet-Cookie:%20x=1", "a%0Db"])
+def test_response_splitting_through_a_header_value_is_refused(
+    server: EchoServer, value: str
+) -> None:
+    # An app copying input into a header must not let it write a second header (or a
+    # second response): the head is refused before any of it leaves.
+    with Connection(server.port) as conn:
+        response = conn.request(get(f"/header?v={value}"))
+        assert response.status == 500
+        assert response.header("set-cookie") is None
+        assert conn.closed_within(2.0) is not None
+    with Connection(server.port) as conn:
+        plain = conn.request(get("/header?v=plain"))
+        assert (plain.status, plain.header("x-echo-value")) == (200, "plain")
+
+
 def test_app_failing_mid_body_truncates_and_closes(server: EchoServer) -> None:
     with Connection(server.port) as conn:
         conn.send(get("/raise-after"))

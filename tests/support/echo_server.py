@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from tests.support.net import free_port, wait_for_port
 from tests.support.process import stop_process
@@ -181,6 +181,14 @@ async def _status(scope: Scope, receive: Receive, send: Send, query: dict[str, s
     await send({"type": "http.response.body", "body": b""})
 
 
+async def _header(scope: Scope, receive: Receive, send: Send, query: dict[str, str]) -> None:
+    # An app that copies input into a header: the server must refuse CR/LF in it.
+    value = unquote_to_bytes(scope["query_string"].partition(b"=")[2])
+    headers = [(b"x-echo-value", value), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
 async def _raise_before(scope: Scope, receive: Receive, send: Send, query: dict[str, str]) -> None:
     raise RuntimeError("test: the app fails before its response starts")
 
@@ -221,6 +229,7 @@ _ROUTES: dict[str, Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[No
     "/slow": _slow,
     "/no-read": _no_read,
     "/status": _status,
+    "/header": _header,
     "/raise-before": _raise_before,
     "/raise-after": _raise_after,
     "/disconnect": _disconnect,
