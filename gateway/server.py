@@ -54,6 +54,7 @@ from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from gateway.errors import BadRequest
 from gateway.exchange import SECURITY_LINES, Exchange
 from gateway.paths import split_target
+from gateway.timers import ConnectionTimer
 
 __all__ = [
     "HEAD_TIMEOUT",
@@ -123,8 +124,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = ConnectionTimer(self.loop, self._on_timer)  # idle and head deadlines
         self._idle_since = 0.0
         # The request head being parsed.
         self._in_head = False
@@ -162,7 +162,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
-        self._stop_timer()
+        self._timer.stop()
         for exchange in (self.active, self.exchange, *self.pipeline):
             if exchange is not None and not exchange.complete:
                 exchange.disconnected = True
@@ -191,8 +191,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._head_since = now = self.loop.time()
-        if self._timer is not None and self._timer_at > now + self.head_timeout:
-            self._arm(now + self.head_timeout)  # only when the head limit is the shorter one
+        if self._timer.armed and self._timer.when > now + self.head_timeout:
+            self._timer.arm(now + self.head_timeout)  # only when the head limit is the shorter one
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -334,22 +334,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         # One timer per connection, armed when idle and checked when it fires: moving a
         # timer on every request would cost more than the check.
         self._idle_since = self.loop.time()
-        if self._timer is None:
-            self._arm(self._idle_since + self.keep_alive_timeout)
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self.loop.call_at(when, self._on_timer)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if not self._timer.armed:
+            self._timer.arm(self._idle_since + self.keep_alive_timeout)
 
     def _on_timer(self) -> None:
-        self._timer = None
         if self.transport.is_closing() or self.active is not None:
             # A response is being written: the next idle period arms the timer again,
             # and a head that arrived meanwhile is judged then (never answered first).
@@ -366,7 +354,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             if now >= deadline:
                 self.transport.close()
                 return
-        self._arm(deadline)
+        self._timer.arm(deadline)
 
     # refusals and upgrades ------------------------------------------------------
     def _refuse(self, status: int) -> None:
@@ -388,7 +376,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 % (status, reason, len(reason), SECURITY_LINES, reason)
             )
             self.transport.close()
-        self._stop_timer()
+        self._timer.stop()
 
     def _wants_websocket(self) -> bool:
         if self.config.ws_protocol_class is None:
@@ -411,7 +399,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.keep_alive = False
             return
-        self._stop_timer()
+        self._timer.stop()
         self.server_state.connections.discard(self)
         # uvicorn's WebSocket protocol parses the handshake itself: give it the head again.
         head = [method.encode("ascii"), b" ", self._url, b" HTTP/1.1\r\n"]

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import httptools
 
 from gateway.errors import UpstreamError
+from gateway.timers import ConnectionTimer
 from gateway.upstream import unavailable, upstream_timeout
 
 __all__ = ["Connection", "ConnectionOwner"]
@@ -56,8 +57,7 @@ class Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         # One timer per connection, moved only when a wait ends sooner than it fires:
         # a timer per wait cost more than the rest of the wait.
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = ConnectionTimer(self.loop, self._on_timer)
         self._deadline = 0.0
         self._fatal = True
         self.reset(head_only=False)
@@ -104,7 +104,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._stop_timer()
+        self._timer.stop()
         self.pool.forget(self)
         if self.head_done and self.until_eof and exc is None and not self.complete:
             self.complete = True  # EOF is how a close-delimited body ends
@@ -197,31 +197,18 @@ class Connection(asyncio.Protocol):
         waiter = self.waiter = loop.create_future()
         self._deadline = deadline = loop.time() + timeout
         self._fatal = fatal
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(deadline)
+        self._timer.arm_no_later(deadline)
         try:
             await waiter
         finally:
             self.waiter = None
 
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self.loop.call_at(when, self._on_timer)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _on_timer(self) -> None:
-        self._timer = None
         waiter = self.waiter
         if waiter is None or waiter.done():
             return  # no wait in progress; the next one arms the timer again
         if self._deadline - self.loop.time() > 0.001:
-            self._arm(self._deadline)  # this wait began after the timer was set
+            self._timer.arm(self._deadline)  # this wait began after the timer was set
             return
         if not self._fatal:
             waiter.set_result(None)
@@ -249,7 +236,7 @@ class Connection(asyncio.Protocol):
         return data
 
     def close(self) -> None:
-        self._stop_timer()
+        self._timer.stop()
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
