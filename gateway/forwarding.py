@@ -294,6 +294,12 @@ def _forwarding_headers(
     return out
 
 
+@lru_cache(maxsize=128)
+def _named_by_connection(value: bytes) -> frozenset[bytes]:
+    """The header names a ``Connection`` value lists, less those always dropped anyway."""
+    return frozenset(t.strip().lower() for t in value.split(b",")) - HOP_BY_HOP - {b"close"}
+
+
 def downstream_response_headers(
     headers: Headers, *, private: bool = False
 ) -> list[tuple[bytes, bytes]]:
@@ -310,8 +316,9 @@ def downstream_response_headers(
         name = raw_name.lower()
         if name in HOP_BY_HOP:
             if name == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                named = tokens if named is None else named | tokens
+                tokens = _named_by_connection(value)
+                if tokens:  # "keep-alive" / "close" alone name nothing left to remove
+                    named = set(tokens) if named is None else named | tokens
             continue
         if name == b"cache-control":
             cache_control = True

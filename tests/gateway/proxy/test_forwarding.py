@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.forwarding import (
@@ -276,3 +276,42 @@ def test_downstream_drops_headers_named_in_any_connection_header():
         [(b"Connection", b"x-a"), (b"X-A", b"1"), (b"connection", b"X-B , "), (b"x-b", b"2")]
     )
     assert out == []
+
+
+_NAMES = st.sampled_from(
+    [b"Connection", b"connection", b"Keep-Alive", b"X-A", b"x-b", b"Content-Type", b"TE"]
+)
+_CONNECTION_VALUES = st.sampled_from(
+    [b"keep-alive", b"close", b"Keep-Alive, X-A", b" x-b ,", b"upgrade", b"x-a, close", b""]
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just(b"Connection"), _CONNECTION_VALUES),
+            st.tuples(_NAMES, st.sampled_from([b"1", b"keep-alive", b"x-a"])),
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_downstream_headers_match_the_plain_reading_of_rfc_9110(
+    headers: list[tuple[bytes, bytes]], private: bool
+) -> None:
+    """Hop-by-hop fields and every field any Connection names are dropped, nothing else."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    expected = [
+        (name.lower(), value)
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP and name.lower() not in named
+    ]
+    if private:
+        expected.append((b"cache-control", b"private"))
+    assert downstream_response_headers(headers, private=private) == expected
