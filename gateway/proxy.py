@@ -230,10 +230,16 @@ class Proxy:
             return await relay_websocket(self._ws, scope, receive, send, target, headers)
         method: str = scope["method"]
         head = method == "HEAD"
-        prepared = await self._request_body(receive, send, length, chunked, expect, accept, head)
-        if isinstance(prepared, int):
-            return prepared
-        body, reader = prepared
+        if length in (None, b"0") and not chunked:
+            # No body (the common GET): nothing to validate or read.
+            body: RequestBody = b""
+            reader = _RequestBody(receive, self._max_body, None)
+            reader.done = True
+        else:
+            prepared = await self._request_body(receive, send, length, expect, accept, head)
+            if isinstance(prepared, int):
+                return prepared
+            body, reader = prepared
         try:
             response = await self._client.request(method, target, headers, body)
         except (UpstreamError, BodyAborted) as exc:
@@ -257,7 +263,6 @@ class Proxy:
         receive: Receive,
         send: Send,
         length: bytes | None,
-        chunked: bool,
         expect: bool,
         accept: bytes | None,
         head: bool,
@@ -278,9 +283,8 @@ class Proxy:
                 return 400
             if int(length) > self._max_body:
                 return await self._too_large(send, accept, head)
-        if length in (None, b"0") and not chunked:
-            body, reader.done = b"", True  # no body: the common GET never awaits receive()
-        elif expect:
+        # (No body at all is answered by forward() before it comes here.)
+        if expect:
             body = reader.chunks()  # read only when the upstream asks for it (100-continue)
         else:
             message = await receive()
@@ -335,7 +339,9 @@ class Proxy:
         try:
             while True:
                 try:
-                    data, more = await response.read()
+                    # Small bodies are usually here with the head: no coroutine for them.
+                    chunk = response.read_nowait()
+                    data, more = chunk if chunk is not None else await response.read()
                 except UpstreamError as exc:
                     log.warning(
                         "upstream broke off the response",

@@ -77,6 +77,10 @@ class UpstreamResponse(Protocol):
         """The next body bytes and whether more follow; raises :class:`UpstreamError`."""
         ...
 
+    def read_nowait(self) -> tuple[bytes, bool] | None:
+        """What :meth:`read` would return when that needs no wait (already here), else None."""
+        ...
+
     def release(self) -> None:
         """Give the connection back (reused only if the body was read to its end)."""
         ...
@@ -118,6 +122,9 @@ class _AiohttpResponse:
         except (aiohttp.ClientError, OSError):
             raise unavailable("the upstream broke off the body") from None
         return data, not content.at_eof()
+
+    def read_nowait(self) -> tuple[bytes, bool] | None:
+        return None  # the reference client: always the awaited path
 
     def release(self) -> None:
         # aiohttp reuses the connection only if the payload was read to its end.

@@ -60,20 +60,30 @@ class PoolResponse:
         self.status = conn.status
         self.headers = conn.headers
 
-    async def read(self) -> tuple[bytes, bool]:
-        """The next body bytes and whether more follow."""
+    def read_nowait(self) -> tuple[bytes, bool] | None:
+        """What :meth:`read` would return, if that needs no wait; else None."""
         conn = self._conn
         if conn is None:
             return b"", False
-        while True:
-            if conn.chunks:
-                data = conn.take_body()
-                if conn.complete:
-                    self.release()
-                    return data, False
-                return data, True
+        if conn.chunks:
+            data = conn.take_body()
             if conn.complete:
                 self.release()
+                return data, False
+            return data, True
+        if conn.complete:
+            self.release()
+            return b"", False
+        return None
+
+    async def read(self) -> tuple[bytes, bool]:
+        """The next body bytes and whether more follow."""
+        while True:
+            chunk = self.read_nowait()
+            if chunk is not None:
+                return chunk
+            conn = self._conn
+            if conn is None:  # not reached: read_nowait answers once the exchange ended
                 return b"", False
             await conn.wait(self._read_timeout)
 
@@ -156,7 +166,8 @@ class PoolClient:
             raise
         return conn
 
-    async def _acquire(self) -> Connection:
+    def _take_idle(self) -> Connection | None:
+        """The most recently used live idle connection (older dead ones are closed)."""
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -164,6 +175,12 @@ class PoolClient:
                 conn.reused = True
                 return conn
             self._discard(conn)
+        return None
+
+    async def _acquire(self) -> Connection:
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
         if self._open >= self.max_connections:
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
@@ -223,7 +240,8 @@ class PoolClient:
     ) -> PoolResponse:
         """Send one request; see :class:`gateway.upstream.UpstreamClient`."""
         head = self._head(method, target, headers, body)
-        conn = await self._acquire()
+        # An idle connection is the common case: taken without another coroutine.
+        conn = self._take_idle() or await self._acquire()
         try:
             return await self._exchange(conn, method, head, headers, body)
         except UpstreamError as exc:
@@ -266,7 +284,11 @@ class PoolClient:
         conn.reset(head_only=method == "HEAD")
         conn.parser = httptools.HttpResponseParser(conn)
         try:
-            sent = await self._send(conn, head, headers, body)
+            if isinstance(body, bytes) and (not body or header_value(headers, b"expect") is None):
+                conn.write(head + body if body else head)  # the whole request in one write
+                sent = True
+            else:
+                sent = await self._send(conn, head, headers, body)
             while not conn.head_done:
                 await conn.wait(self.read_timeout)
         except BaseException:
