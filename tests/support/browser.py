@@ -283,13 +283,26 @@ class Browser:
         A click returns as soon as the event is dispatched, so without this the next
         assertion could still see the old page.
         """
-        from selenium.webdriver.support import expected_conditions
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
         old = self.css("html")
         yield
+
+        def replaced(_driver: Any) -> bool:
+            try:
+                old.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                # Asked while the old document is being torn down, Chromium may answer
+                # "Node with given id does not belong to the document" instead of a stale
+                # reference (seen once in CI): that, too, means the page was replaced.
+                return "does not belong to the document" in str(exc)
+            return False
+
         wait = WebDriverWait(self.driver, timeout, poll_frequency=0.05)
-        wait.until(expected_conditions.staleness_of(old))
+        wait.until(replaced)
         wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def css(self, selector: str) -> WebElement:
