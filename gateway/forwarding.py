@@ -176,9 +176,7 @@ def upstream_request_headers(
             continue
         if name in HOP_BY_HOP:
             if name == b"connection":
-                if named is None:
-                    named = set()
-                named.update(t.strip().lower() for t in value.split(b","))
+                named = _add_connection_tokens(named, value)
             continue
         if b"_" in name and _reads_as_ours(name):
             continue
@@ -296,8 +294,20 @@ def _forwarding_headers(
 
 @lru_cache(maxsize=128)
 def _named_by_connection(value: bytes) -> frozenset[bytes]:
-    """The header names a ``Connection`` value lists, less those always dropped anyway."""
-    return frozenset(t.strip().lower() for t in value.split(b",")) - HOP_BY_HOP - {b"close"}
+    """The header names a ``Connection`` value lists, less the hop-by-hop ones dropped anyway."""
+    return frozenset(t.strip().lower() for t in value.split(b",")) - HOP_BY_HOP
+
+
+def _add_connection_tokens(named: set[bytes] | None, value: bytes) -> set[bytes] | None:
+    """``named`` and the fields one more ``Connection`` value lists (RFC 9110 §7.6.1).
+
+    Stays None for the common ``keep-alive``, which names nothing left to remove,
+    so the caller's second pass over the headers is skipped.
+    """
+    tokens = _named_by_connection(value)
+    if not tokens:
+        return named
+    return set(tokens) if named is None else named | tokens
 
 
 def downstream_response_headers(
@@ -316,9 +326,7 @@ def downstream_response_headers(
         name = raw_name.lower()
         if name in HOP_BY_HOP:
             if name == b"connection":
-                tokens = _named_by_connection(value)
-                if tokens:  # "keep-alive" / "close" alone name nothing left to remove
-                    named = set(tokens) if named is None else named | tokens
+                named = _add_connection_tokens(named, value)
             continue
         if name == b"cache-control":
             cache_control = True
