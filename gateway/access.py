@@ -21,6 +21,7 @@ from gateway.observability import (
     truncate_ip,
     utc_timestamp,
 )
+from gateway.policy import Decision
 from gateway.types import Message, Send
 
 __all__ = ["AccessLog", "AccessRecord", "recording_status"]
@@ -70,6 +71,14 @@ class AccessRecord:
             self.decision = decision
         if reason is not None:
             self.reason = reason
+
+    def set_decision(self, decision: Decision) -> None:
+        """What the policy decided: rule, outcome, reason, and whether only reported."""
+        self.rule = decision.rule
+        self.decision = decision.outcome.value
+        self.reason = decision.reason
+        if not decision.enforced:
+            self.mode = "report-only"
 
 
 class AccessLog:

@@ -265,9 +265,7 @@ class AuthzApp:
             out = _nginx_send(send, refusal.reason) if nginx_style else send
             await self.responder.refusal(out, refusal, decision, method=method, accept=accept)
             return
-        record.set(rule=decision.rule, decision=decision.outcome.value, reason=decision.reason)
-        if not decision.enforced:
-            record.mode = "report-only"
+        record.set_decision(decision)
         outcome = decision.effective
         if outcome is Outcome.ALLOW:
             record.status = 200

@@ -120,9 +120,7 @@ class Gate:
                 return
             await self.responder.refusal(send, refusal, decision, method=method, accept=accept)
             return
-        record.set(rule=decision.rule, decision=decision.outcome.value, reason=decision.reason)
-        if not decision.enforced:
-            record.mode = "report-only"
+        record.set_decision(decision)
         outcome = decision.effective
         if outcome is Outcome.ALLOW:
             # Report-only lets an unproven visitor through: the site must not be told an
