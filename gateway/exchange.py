@@ -26,12 +26,12 @@ from typing import Any, Protocol
 from gateway.problem import SECURITY_HEADERS, problem_body
 from gateway.types import Message
 
-__all__ = ["SECURITY_LINES", "Connection", "Exchange", "status_line"]
+__all__ = ["Connection", "Exchange", "closing_response", "status_line"]
 
 log = logging.getLogger("agegate.server")
 
 # The security headers of every gateway-made response, as head lines.
-SECURITY_LINES = b"".join(b"%s: %s\r\n" % pair for pair in SECURITY_HEADERS)
+_SECURITY_LINES = b"".join(b"%s: %s\r\n" % pair for pair in SECURITY_HEADERS)
 
 
 def status_line(status: int) -> bytes:
@@ -48,10 +48,18 @@ _INTERNAL_ERROR_BODY = json.dumps(
     problem_body(500, "internal_error", "the gateway failed to answer this request"),
     separators=(",", ":"),
 ).encode()
-_INTERNAL_ERROR = (
-    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/problem+json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n%s\r\n%s"
-    % (len(_INTERNAL_ERROR_BODY), SECURITY_LINES, _INTERNAL_ERROR_BODY)
+
+
+def closing_response(status: int, phrase: bytes, content_type: bytes, body: bytes) -> bytes:
+    """A whole response the server writes itself, with the security headers, before closing."""
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n%s\r\n%s"
+        % (status, phrase, content_type, len(body), _SECURITY_LINES, body)
+    )
+
+
+_INTERNAL_ERROR = closing_response(
+    500, b"Internal Server Error", b"application/problem+json", _INTERNAL_ERROR_BODY
 )
 
 

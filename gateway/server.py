@@ -52,7 +52,7 @@ import uvicorn
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 from gateway.errors import BadRequest
-from gateway.exchange import SECURITY_LINES, Exchange
+from gateway.exchange import Exchange, closing_response
 from gateway.paths import split_target
 from gateway.timers import ConnectionTimer
 
@@ -371,9 +371,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         reason = _REASONS[status]
         if not self.transport.is_closing():
             self.transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                b"content-length: %d\r\nconnection: close\r\n%s\r\n%s"
-                % (status, reason, len(reason), SECURITY_LINES, reason)
+                closing_response(status, reason, b"text/plain; charset=utf-8", reason)
             )
             self.transport.close()
         self._timer.stop()
