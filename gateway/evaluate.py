@@ -59,11 +59,6 @@ class Evaluation:
     set_cookies: list[bytes] = field(default_factory=list)
     verifier: str | None = None  # the verifier that just accepted a credential
 
-    @property
-    def consumed_authorization(self) -> bool:
-        """True when the request's ``Authorization`` was ours and must not go upstream."""
-        return self.verifier is not None
-
 
 class Evaluator:
     """Decides requests against the policy in force, answering API credentials inline."""

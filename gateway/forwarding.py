@@ -13,7 +13,12 @@ the rules are written and tested once:
   ``X-Real-IP`` are kept only from a trusted peer, and header names with ``_``
   that a framework would read as one of them (``X_Forwarded_For``; the
   CVE-2025-64484 class of bypass) are always dropped;
-- the gateway's own cookies never reach the site.
+- the gateway's own cookies never reach the site, nor does an ``Authorization``
+  in one of the gateway's credential schemes (``AgeToken``, ``PrivateToken``,
+  a plug-in's), whether or not the gateway used it: the site could read its
+  claims or replay it for a session;
+- the client's ``Content-Length`` is not copied: the upstream client frames
+  the body from the bytes it actually sends.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from collections.abc import Collection, Sequence
 from functools import lru_cache
 
 __all__ = [
+    "CREDENTIAL_SCHEMES",
     "HOP_BY_HOP",
     "ForwardingCache",
     "Network",
+    "auth_scheme",
     "downstream_response_headers",
     "is_trusted",
     "private_cache_headers",
@@ -50,6 +57,8 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
     }
 )
 
+# The Authorization schemes of the built-in verifiers; plug-ins add theirs (Proxy).
+CREDENTIAL_SCHEMES: frozenset[bytes] = frozenset({b"agetoken", b"privatetoken"})
 # Headers only a proxy may set; from anyone else they are spoofed.
 _PROXY_HEADERS = frozenset({b"forwarded", b"x-real-ip"})
 # A Connection header may not remove these (a request always names its host).
@@ -75,6 +84,21 @@ def is_trusted(peer_ip: str | None, trusted: Sequence[Network]) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in network for network in trusted)
+
+
+def auth_scheme(value: bytes) -> bytes:
+    """The lower-cased scheme of an ``Authorization`` value (RFC 9110 §11.4), or b"".
+
+    Read as servers read it: the token before the first space or tab, after
+    any leading whitespace.
+    """
+    value = value.lstrip(b" \t")
+    end = len(value)
+    for separator in (b" ", b"\t"):
+        at = value.find(separator)
+        if 0 <= at < end:
+            end = at
+    return value[:end].lower()
 
 
 def _is_proxy_header(name: bytes) -> bool:
@@ -121,9 +145,7 @@ _PLAIN_REQUEST = frozenset(
         b"accept",
         b"accept-encoding",
         b"accept-language",
-        b"authorization",
         b"cache-control",
-        b"content-length",
         b"content-type",
         b"if-modified-since",
         b"if-none-match",
@@ -140,6 +162,8 @@ _PLAIN_REQUEST = frozenset(
         b"user-agent",
     }
 )
+# Request headers kept only after a check of their own (see upstream_request_headers).
+_CHECKED_REQUEST = frozenset({b"authorization", b"content-length"})
 ForwardingCache = dict[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
 _FORWARDING_CACHE_SIZE = 1024
 
@@ -154,13 +178,16 @@ def upstream_request_headers(
     forward_client_ip: bool,
     strip_cookie_names: Collection[bytes],
     add: Headers,
+    strip_auth_schemes: Collection[bytes] = CREDENTIAL_SCHEMES,
     cache: ForwardingCache | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """The headers to send upstream for a client request with ``headers``.
 
     ``host`` is the client's ``Host`` (kept as the upstream ``Host``, so the site
     sees its own name); ``add`` (e.g. ``X-Agegate-Age-Over``) is appended last,
-    after every client-sent ``X-Agegate-*`` header has been removed.  ``cache``
+    after every client-sent ``X-Agegate-*`` header has been removed.
+    ``strip_auth_schemes`` (lower-case) are the ``Authorization`` schemes that
+    never go upstream.  ``cache``
     (a dict the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
     headers per client address, scheme and host when no proxy chain is
     forwarded: they are the same for every request on a connection.
@@ -177,6 +204,11 @@ def upstream_request_headers(
         if name in HOP_BY_HOP:
             if name == b"connection":
                 named = _add_connection_tokens(named, value)
+            continue
+        if name in _CHECKED_REQUEST:
+            # Content-Length: framing is the upstream client's, from the bytes it sends.
+            if name == b"authorization" and auth_scheme(value) not in strip_auth_schemes:
+                out.append((name, value))
             continue
         if b"_" in name and _reads_as_ours(name):
             continue
@@ -199,26 +231,28 @@ def upstream_request_headers(
         if name == b"host":
             saw_host = True
         out.append((name, value))
-    forwarded_ip = client_ip if forward_client_ip else None
-    chained = (
-        _chained_forwarding_headers(from_peer, forwarded_ip, scheme, host, forward_client_ip)
-        if from_peer
-        else None
-    )
     if named is not None:
         named -= _NEVER_NAMED
         if named:
             out = [(k, v) for k, v in out if k not in named]
     if not saw_host and host:
         out.append((b"host", host))
-    if chained is not None:
-        out += chained
-    elif cache is not None:
-        out += _cached_forwarding_headers(cache, forwarded_ip, scheme, host)
+    forwarded_ip = client_ip if forward_client_ip else None
+    if from_peer:
+        out += _chained_forwarding_headers(from_peer, forwarded_ip, scheme, host, forward_client_ip)
     else:
-        out += _forwarding_headers(forwarded_ip, scheme, host, [], [], None, None)
+        out += _own_forwarding_headers(forwarded_ip, scheme, host, cache)
     out += add
     return out
+
+
+def _own_forwarding_headers(
+    client_ip: str | None, scheme: str, host: bytes, cache: ForwardingCache | None
+) -> Sequence[tuple[bytes, bytes]]:
+    """Our forwarding headers when no trusted peer sent a chain to continue."""
+    if cache is None:
+        return _forwarding_headers(client_ip, scheme, host, [], [], None, None)
+    return _cached_forwarding_headers(cache, client_ip, scheme, host)
 
 
 def _chained_forwarding_headers(

@@ -191,10 +191,8 @@ class Gate:
         if requirement is not None:
             add.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
             add.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
-        if evaluation.consumed_authorization:
-            # The credential was ours: it never goes upstream.
-            scope = dict(scope)
-            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        # A credential of ours, used or not, never goes upstream: the proxy drops every
+        # Authorization in a verifier's scheme (forwarding.upstream_request_headers).
         if evaluation.set_cookies:
             send = _add_response_headers(send, [(b"set-cookie", c) for c in evaluation.set_cookies])
         # A protected response is kept out of shared caches: a cache in front of the

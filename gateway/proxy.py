@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from gateway.errors import UpstreamError
 from gateway.forwarding import (
+    CREDENTIAL_SCHEMES,
     ForwardingCache,
     Network,
     downstream_response_headers,
@@ -131,6 +132,7 @@ class Proxy:
         self._trusted = tuple(trusted_proxies)
         self._forward_client_ip = forward_client_ip
         self._strip_cookies = frozenset(strip_cookie_names)
+        self.credential_schemes = CREDENTIAL_SCHEMES  # plus the plug-ins' (add_credential_scheme)
         self._max_body = max_request_body
         self._kind = client
         self._client: UpstreamClient | None = None
@@ -138,6 +140,10 @@ class Proxy:
         self._forwarding: ForwardingCache = {}
         self._trusted_peers: dict[str | None, bool] = {}
         make_client(client, self.upstream, connect_timeout=1, read_timeout=1)  # validate kind
+
+    def add_credential_scheme(self, scheme: str) -> None:
+        """Never forward an ``Authorization`` in ``scheme`` (a verifier plug-in's)."""
+        self.credential_schemes = self.credential_schemes | {scheme.lower().encode("latin-1")}
 
     async def start(self) -> None:
         """Create the upstream client(s); call once from the app lifespan."""
@@ -186,6 +192,7 @@ class Proxy:
             forward_client_ip=self._forward_client_ip,
             strip_cookie_names=self._strip_cookies,
             add=add_headers,
+            strip_auth_schemes=self.credential_schemes,
             cache=self._forwarding,
         )
 
@@ -240,6 +247,10 @@ class Proxy:
             if isinstance(prepared, int):
                 return prepared
             body, reader = prepared
+            if length is not None and not chunked and not isinstance(body, bytes):
+                # Streamed with the length the client declared (checked to be a number);
+                # the upstream client holds the bytes it sends to it.
+                headers.append((b"content-length", length))
         try:
             response = await self._client.request(method, target, headers, body)
         except (UpstreamError, BodyAborted) as exc:
@@ -248,7 +259,18 @@ class Proxy:
             if reader.gone:
                 return CLIENT_GONE
             if not isinstance(exc, UpstreamError):
-                raise
+                # The body did not match its declared length: nothing sent can be trusted.
+                log.warning("request body refused", extra={"event": "bad_request_body"})
+                await send_problem(
+                    send,
+                    400,
+                    "bad_request_body",
+                    "the request body does not match its declared length",
+                    accept=accept,
+                    head=head,
+                    headers=[(b"connection", b"close")],
+                )
+                return 400
             log.warning("upstream failed", extra={"event": "upstream_error", "reason": exc.reason})
             detail = _DETAILS.get(exc.reason, str(exc))
             await send_problem(send, exc.status, exc.reason, detail, accept=accept, head=head)

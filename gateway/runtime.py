@@ -195,6 +195,9 @@ class Runtime:
             self.settings.verifiers, verifier_services(self.settings, self.http)
         )
         for verifier in self.verifiers.values():
+            scheme = getattr(verifier, "auth_scheme", None)
+            if isinstance(scheme, str) and scheme:
+                self.proxy.add_credential_scheme(scheme)  # never forwarded, used or not
             warm = getattr(verifier, "warm", None)
             if callable(warm):
                 # Keys fetched now, so the first visitor does not wait on the provider; a

@@ -79,12 +79,13 @@ _REASONS = {
     408: b"Request Timeout",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
 }
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
-class _TooLarge(Exception):
-    """Raised from a parser callback to stop parsing an oversized request head."""
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a head that is answered with an error."""
 
 
 class GatewayHttpProtocol(asyncio.Protocol):
@@ -204,6 +205,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self._refuse(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A chunked body's trailer fields: dropped, never merged into the head, where
+            # a trailer Host, Expect or X-Agegate-* would count as if the client had sent
+            # it up front (RFC 9110 §6.5.1: a recipient may discard them).
+            return
         # httptools may split one header across calls; counting calls overcounts a little.
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADER_COUNT:
@@ -217,9 +223,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._in_head = False
         parser = self.parser
         method = parser.get_method().decode("ascii")
-        if parser.should_upgrade() and self._wants_websocket():
-            self._upgrade = method  # data_received hands the connection over
-            return
+        if parser.should_upgrade():
+            self._check_upgrade(method)
+            if self._wants_websocket():
+                self._upgrade = method  # data_received hands the connection over
+                return
         url = self._url
         host: str | None = None
         error: str | None = None
@@ -361,7 +369,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         # Raising inside a callback makes httptools stop with a parser error;
         # data_received then answers with the status recorded here.
         self._refusal = status
-        raise _TooLarge(status)
+        raise _Refused(status)
 
     def _answer_and_close(self, status: int) -> None:
         """Answer a refused head (400/408/414/431) with the security headers, then close.
@@ -375,6 +383,23 @@ class GatewayHttpProtocol(asyncio.Protocol):
             )
             self.transport.close()
         self._timer.stop()
+
+    def _check_upgrade(self, method: str) -> None:
+        """Refuse what httptools would take for a protocol switch and stop parsing.
+
+        httptools skips the body of any request that asks to upgrade and hands
+        back the bytes after the head as another protocol's.  A CONNECT tunnel
+        is not something the gateway offers (501).  An upgrade that declares a
+        body is refused (400) whatever it asks for: served as plain HTTP its
+        body would go unread, and its declared length would leave the bytes
+        that follow to be read as the next request (request smuggling); a
+        WebSocket handshake never has one (RFC 6455 §4.1).
+        """
+        if method == "CONNECT":
+            self._refuse(501)  # data_received answers and logs it
+        for name, value in self._headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                self._refuse(400)
 
     def _wants_websocket(self) -> bool:
         if self.config.ws_protocol_class is None:

@@ -11,9 +11,11 @@ both ways with bounded memory.  Implementations:
   is tested against, and the WebSocket relay's client.
 
 Framing rule shared by both, so they send the same bytes: a ``bytes`` body is
-sent with ``Content-Length`` (``0`` is sent only for methods that carry a
-body); an iterator body keeps the client's ``Content-Length`` when there is
-one and is sent chunked otherwise.  Failures are :class:`UpstreamError`:
+sent with its own ``Content-Length`` (``0`` is sent only for methods that carry
+a body); an iterator body is sent with the ``Content-Length`` the proxy
+validated and puts in the headers (the pool refuses to send more or fewer
+bytes than that), and chunked otherwise.  The client's own framing headers
+never reach this interface (:mod:`gateway.forwarding` drops them).  Failures are :class:`UpstreamError`:
 ``upstream_unavailable`` (502) or ``upstream_timeout`` (504).
 """
 

@@ -35,6 +35,7 @@ from gateway.errors import UpstreamError
 from gateway.upstream import (
     BODYLESS_METHODS,
     IDEMPOTENT_METHODS,
+    BodyAborted,
     RequestBody,
     header_value,
     unavailable,
@@ -44,6 +45,7 @@ from gateway.upstream_conn import Connection
 
 __all__ = ["PoolClient", "PoolResponse"]
 
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _EXPECT_WAIT = 1.0  # RFC 9110 §10.1.1: send the body anyway if no 100 comes this soon
 
 
@@ -239,45 +241,62 @@ class PoolClient:
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
     ) -> PoolResponse:
         """Send one request; see :class:`gateway.upstream.UpstreamClient`."""
-        head = self._head(method, target, headers, body)
+        head, length = self._head(method, target, headers, body)
         # An idle connection is the common case: taken without another coroutine.
         conn = self._take_idle() or await self._acquire()
         try:
-            return await self._exchange(conn, method, head, headers, body)
+            return await self._exchange(conn, method, head, length, headers, body)
         except UpstreamError as exc:
             stale = conn.reused and not conn.got_bytes and exc.reason == "upstream_unavailable"
             if not (stale and method in IDEMPOTENT_METHODS and isinstance(body, bytes)):
                 raise
         # The keep-alive connection had been closed by the upstream: retry once, fresh.
         conn = await self._connect()
-        return await self._exchange(conn, method, head, headers, body)
+        return await self._exchange(conn, method, head, length, headers, body)
 
     def _head(
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
-    ) -> bytes:
+    ) -> tuple[bytes, int | None]:
+        """The request head, and the body length it declares (None: chunked or no body).
+
+        The framing is the pool's own, from the body it is given: a ``bytes``
+        body gets its exact length; an iterator keeps a ``Content-Length`` the
+        caller validated, which :meth:`_send` then holds it to, else goes
+        chunked.  A ``Content-Length`` beside a ``bytes`` body, or any
+        ``Transfer-Encoding``, is never copied: a declared length the bytes
+        sent do not fill would make the upstream read the next request on
+        this connection as the rest of this body.
+        """
         lines = [method.encode("ascii"), b" ", self._prefix, target, b" HTTP/1.1\r\n"]
-        has_host = has_length = False
+        has_host = False
+        length: int | None = None
+        streaming = not isinstance(body, bytes)
         for name, value in headers:
+            if name in _FRAMING:
+                if name == b"content-length" and streaming and length is None:
+                    length = int(value)  # the proxy checked it is one plain number
+                continue
             lines += (name, b": ", value, b"\r\n")
             if name == b"host":
                 has_host = True
-            elif name == b"content-length":
-                has_length = True
         if not has_host:
             lines += (b"host: ", self.default_host, b"\r\n")
         if isinstance(body, bytes):
-            if not has_length and (body or method not in BODYLESS_METHODS):
+            if body or method not in BODYLESS_METHODS:
                 lines += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-        elif not has_length:
+        elif length is not None:
+            lines += (b"content-length: ", str(length).encode(), b"\r\n")
+        else:
             lines.append(b"transfer-encoding: chunked\r\n")
         lines.append(b"\r\n")
-        return b"".join(lines)
+        return b"".join(lines), length
 
     async def _exchange(
         self,
         conn: Connection,
         method: str,
         head: bytes,
+        length: int | None,
         headers: list[tuple[bytes, bytes]],
         body: RequestBody,
     ) -> PoolResponse:
@@ -288,7 +307,7 @@ class PoolClient:
                 conn.write(head + body if body else head)  # the whole request in one write
                 sent = True
             else:
-                sent = await self._send(conn, head, headers, body)
+                sent = await self._send(conn, head, length, headers, body)
             while not conn.head_done:
                 await conn.wait(self.read_timeout)
         except BaseException:
@@ -298,7 +317,12 @@ class PoolClient:
         return PoolResponse(self, conn, sent)
 
     async def _send(
-        self, conn: Connection, head: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
+        self,
+        conn: Connection,
+        head: bytes,
+        length: int | None,
+        headers: list[tuple[bytes, bytes]],
+        body: RequestBody,
     ) -> bool:
         """Write the request; False when the upstream answered before the body was sent."""
         expect = header_value(headers, b"expect") if body else None
@@ -318,13 +342,25 @@ class PoolClient:
         if isinstance(body, bytes):
             conn.write(head + body if body else head)
             return True
-        chunked = header_value(headers, b"content-length") is None
         if head:
             conn.write(head)
-        async for piece in body:
-            if piece:
-                conn.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
-                await conn.drain()
-        if chunked:
+        if length is None:
+            async for piece in body:
+                if piece:
+                    conn.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                    await conn.drain()
             conn.write(b"0\r\n\r\n")
+            return True
+        left = length
+        async for piece in body:
+            left -= len(piece)
+            if left < 0:
+                raise BodyAborted("the request body is longer than its Content-Length")
+            if piece:
+                conn.write(piece)
+                await conn.drain()
+        if left:
+            # Fewer bytes than declared: the upstream would take the next request on
+            # this connection for the rest (the caller discards the connection).
+            raise BodyAborted("the request body is shorter than its Content-Length")
         return True

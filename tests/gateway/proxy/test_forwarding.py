@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.forwarding import (
+    CREDENTIAL_SCHEMES,
     HOP_BY_HOP,
+    auth_scheme,
     downstream_response_headers,
     is_trusted,
     upstream_request_headers,
@@ -315,3 +317,45 @@ def test_downstream_headers_match_the_plain_reading_of_rfc_9110(
     if private:
         expected.append((b"cache-control", b"private"))
     assert downstream_response_headers(headers, private=private) == expected
+
+
+def test_client_content_length_is_never_copied():
+    out = build([(b"content-length", b"80"), (b"content-type", b"text/plain")])
+    assert value(out, b"content-length") == []
+    assert value(out, b"content-type") == [b"text/plain"]
+
+
+def test_agegate_credential_schemes_are_dropped_others_kept():
+    out = build(
+        [
+            (b"authorization", b"AgeToken a.b.c"),
+            (b"authorization", b"  privatetoken token=x"),
+            (b"authorization", b"Bearer site"),
+            (b"authorization", b"AgeTokenX y"),
+        ]
+    )
+    assert value(out, b"authorization") == [b"Bearer site", b"AgeTokenX y"]
+
+
+_SCHEME = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-._~+/", min_size=1)
+
+
+@settings(max_examples=300)
+@given(
+    scheme=_SCHEME,
+    lead=st.sampled_from(["", " ", "\t", "  "]),
+    sep=st.sampled_from([" ", "\t", "  "]),
+    rest=st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),
+)
+def test_auth_scheme_is_the_first_token_case_folded(scheme, lead, sep, rest):
+    value = f"{lead}{scheme}{sep}{rest}".encode()
+    assert auth_scheme(value) == scheme.lower().encode()
+    assert auth_scheme(f"{lead}{scheme}".encode()) == scheme.lower().encode()
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=60))
+def test_a_value_whose_scheme_is_ours_never_goes_upstream(raw):
+    out = build([(b"authorization", raw)])
+    forwarded = value(out, b"authorization")
+    assert (forwarded == []) == (auth_scheme(raw) in CREDENTIAL_SCHEMES)

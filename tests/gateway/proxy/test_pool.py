@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -147,3 +148,52 @@ async def test_stale_retry_only_for_idempotent_replayable(pool, server):
         await pool.request("PUT", b"/echo", HOST, stream())
     requests_seen = [m for m, _ in server.requests]
     assert requests_seen.count("PUT") == 1
+
+
+def _echo_header(body: bytes, name: str) -> list[str]:
+    doc = json.loads(body)
+    return [v for k, v in doc["headers"] if k == name]
+
+
+async def test_bytes_body_is_framed_by_its_own_length_not_a_given_header(pool, server):
+    # A Content-Length the bytes do not fill would make the upstream read the
+    # next request on this connection as the rest of the body.
+    headers = [*HOST, (b"content-length", b"80"), (b"transfer-encoding", b"chunked")]
+    body = await read_all(await pool.request("POST", b"/echo", headers, b"abc"))
+    assert _echo_header(body, "content-length") == ["3"]
+    assert _echo_header(body, "transfer-encoding") == []
+    assert json.loads(body)["body"] == "abc"
+
+
+async def test_streamed_body_shorter_than_its_length_is_aborted_and_not_reused(pool, server):
+    async def short():
+        yield b"abc"
+
+    with pytest.raises(gateway.upstream.BodyAborted):
+        await pool.request("POST", b"/echo", [*HOST, (b"content-length", b"10")], short())
+    assert pool.idle_connections == 0 and pool.open_connections == 0
+
+
+async def test_streamed_body_longer_than_its_length_is_aborted_and_not_reused(pool, server):
+    async def long():
+        yield b"abc"
+        yield b"defgh"
+
+    with pytest.raises(gateway.upstream.BodyAborted):
+        await pool.request("POST", b"/echo", [*HOST, (b"content-length", b"4")], long())
+    assert pool.idle_connections == 0 and pool.open_connections == 0
+    resp = await pool.request("GET", b"/echo", HOST, b"")
+    assert resp.status == 200
+    await read_all(resp)
+
+
+async def test_streamed_body_of_its_exact_length_is_sent_with_it(pool, server):
+    async def exact():
+        yield b"ab"
+        yield b"cd"
+
+    body = await read_all(
+        await pool.request("POST", b"/echo", [*HOST, (b"content-length", b"4")], exact())
+    )
+    assert _echo_header(body, "content-length") == ["4"]
+    assert json.loads(body)["body"] == "abcd"
