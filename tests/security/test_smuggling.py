@@ -13,15 +13,13 @@ every answer from the site reaches the client that asked for it; no 5xx.
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tests.support.gateway import GatewayProcess
 from tests.support.rawhttp import RawResponse, exchange, exchange_pieces
@@ -34,6 +32,7 @@ from tests.support.smuggling import (
     upstream_answer,
     violations,
 )
+from tests.support.smuggling_strategies import content_length, make_request, scenarios
 
 
 @pytest.fixture(scope="module")
@@ -58,34 +57,11 @@ def fresh(recorder: RecordingUpstream, smuggle_gateway: GatewayProcess) -> Recor
     return recorder
 
 
-def _request(
-    method: str,
-    path: str,
-    headers: Sequence[bytes] = (),
-    body: bytes = b"",
-    *,
-    marker: str | None = None,
-    version: bytes = b"HTTP/1.1",
-    eol: bytes = b"\r\n",
-    bodies: frozenset[bytes] | None = None,
-) -> Sent:
-    """A request with exactly ``headers`` (whole lines) after ``Host``; nothing added."""
-    marker = marker or new_marker()
-    target = f"{path}?m={marker}".encode()
-    lines = [method.encode() + b" " + target + b" " + version, b"Host: localhost", *headers]
-    data = eol.join(lines) + eol + eol + body
-    return Sent(marker, method, path, data, frozenset({body}) if bodies is None else bodies)
-
-
-def _length(body: bytes) -> bytes:
-    return b"Content-Length: %d" % len(body)
-
-
 def _victims() -> list[Sent]:
     """An ordinary POST and GET from another client, after the attack: who gets what."""
     return [
-        _request("POST", "/echo/public/victim", [b"Content-Length: 5"], b"hello"),
-        _request("GET", "/echo/public/victim", [b"Connection: close"]),
+        make_request("POST", "/echo/public/victim", [b"Content-Length: 5"], b"hello"),
+        make_request("GET", "/echo/public/victim", [b"Connection: close"]),
     ]
 
 
@@ -136,7 +112,7 @@ def test_upgrade_with_content_length_does_not_smuggle_cl_desync(
     gw, up = smuggle_gateway, fresh
     hidden = smuggled_request(new_marker("s"))
     # The same shape as the carrier below, to learn how long its head is upstream.
-    probe = _request("POST", "/echo/public/carrier", [_length(hidden)], hidden)
+    probe = make_request("POST", "/echo/public/carrier", [content_length(hidden)], hidden)
     probed = exchange(gw.port, probe.data, expect=1)
     assert probed and probed[0].status == 200, probed
     time.sleep(0.1)
@@ -144,13 +120,13 @@ def test_upgrade_with_content_length_does_not_smuggle_cl_desync(
     head_upstream = first.index(b"\r\n\r\n") + 4
     assert first[head_upstream:] == hidden, first  # the probe went through as it should
 
-    attacker = _request(
+    attacker = make_request(
         "POST",
         "/echo/public/attacker",
         [b"Connection: Upgrade", b"Upgrade: foo", b"Content-Length: %d" % head_upstream],
         bodies=frozenset({b""}),
     )
-    carrier = _request("POST", "/echo/public/carrier", [_length(hidden)], hidden)
+    carrier = make_request("POST", "/echo/public/carrier", [content_length(hidden)], hidden)
     clients = [([probe], probed)]
     clients += _run(gw, up, [[attacker], [carrier]])
     _assert_clean(up, clients)
@@ -173,10 +149,10 @@ def _variant(name: str) -> list[Sent]:
     path = "/echo/public/" + name
     zero = b"0\r\n\r\n"
     encoded = chunked(hidden)
-    after = _request("GET", "/echo/public/after")
+    after = make_request("GET", "/echo/public/after")
     if name == "cl_te":
         body = zero + hidden
-        first = _request(
+        first = make_request(
             "POST",
             path,
             [b"Content-Length: 5", b"Transfer-Encoding: chunked"],
@@ -185,7 +161,7 @@ def _variant(name: str) -> list[Sent]:
         )
         return [_with_data(first, first.data[: -len(hidden)]), as_request, after]
     if name == "te_cl":
-        first = _request(
+        first = make_request(
             "POST",
             path,
             [b"Transfer-Encoding: chunked", b"Content-Length: 4"],
@@ -195,26 +171,28 @@ def _variant(name: str) -> list[Sent]:
         return [first, after]
     if name == "duplicate_content_length":
         body = zero + hidden
-        first = _request(
+        first = make_request(
             "POST",
             path,
-            [b"Content-Length: 5", _length(body)],
+            [b"Content-Length: 5", content_length(body)],
             body,
             bodies=frozenset({zero, body}),
         )
         return [first, after]
     te_lines = {
-        "te_chunked_identity": [b"Transfer-Encoding: chunked, identity", _length(encoded)],
-        "te_xchunked": [b"Transfer-Encoding: xchunked", _length(encoded)],
-        "te_obs_fold": [b"Transfer-Encoding:\r\n chunked", _length(encoded)],
-        "te_space_before_colon": [b"Transfer-Encoding : chunked", _length(encoded)],
+        "te_chunked_identity": [b"Transfer-Encoding: chunked, identity", content_length(encoded)],
+        "te_xchunked": [b"Transfer-Encoding: xchunked", content_length(encoded)],
+        "te_obs_fold": [b"Transfer-Encoding:\r\n chunked", content_length(encoded)],
+        "te_space_before_colon": [b"Transfer-Encoding : chunked", content_length(encoded)],
     }
     if name in te_lines:
         # Either reading keeps the hidden request inside the body.
-        first = _request("POST", path, te_lines[name], encoded, bodies=frozenset({encoded, hidden}))
+        first = make_request(
+            "POST", path, te_lines[name], encoded, bodies=frozenset({encoded, hidden})
+        )
         return [first, after]
     if name == "bare_lf":
-        first = _request(
+        first = make_request(
             "POST",
             path,
             [b"Transfer-Encoding: chunked"],
@@ -230,7 +208,7 @@ def _variant(name: str) -> list[Sent]:
     }
     if name in bad_chunks:
         body = bad_chunks[name]
-        first = _request(
+        first = make_request(
             "POST", path, [b"Transfer-Encoding: chunked"], body, bodies=frozenset({b"hello"})
         )
         return [first, after]
@@ -241,7 +219,7 @@ def _variant(name: str) -> list[Sent]:
         "trailer_transfer_encoding": b"Transfer-Encoding: chunked\r\n",
     }
     if name in trailers:
-        first = _request(
+        first = make_request(
             "POST",
             path,
             [b"Transfer-Encoding: chunked", b"Trailer: Host, X-Agegate-Age-Over"],
@@ -249,35 +227,35 @@ def _variant(name: str) -> list[Sent]:
             bodies=frozenset({b"hello"}),
         )
         # The next client's request follows on the same upstream connection.
-        return [first, _request("POST", "/echo/public/after", [_length(hidden)], hidden)]
+        return [first, make_request("POST", "/echo/public/after", [content_length(hidden)], hidden)]
     if name == "connect_method":
         connect = Sent(new_marker(), "CONNECT", "localhost:443", b"", frozenset())
         connect.data = b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n"
         return [connect, as_request]
     if name == "upgrade_h2c_with_body":
-        first = _request(
+        first = make_request(
             "POST",
             path,
             [
                 b"Connection: Upgrade, HTTP2-Settings",
                 b"Upgrade: h2c",
                 b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
-                _length(hidden),
+                content_length(hidden),
             ],
             hidden,
         )
         return [first]
     if name == "http10_keep_alive":
-        first = _request(
+        first = make_request(
             "POST",
             path,
-            [b"Connection: keep-alive", _length(hidden)],
+            [b"Connection: keep-alive", content_length(hidden)],
             hidden,
             version=b"HTTP/1.0",
         )
-        return [first, _request("GET", "/echo/public/after", version=b"HTTP/1.0")]
+        return [first, make_request("GET", "/echo/public/after", version=b"HTTP/1.0")]
     if name == "pipelined_body_is_a_request":
-        first = _request("POST", path, [_length(hidden)], hidden)
+        first = make_request("POST", path, [content_length(hidden)], hidden)
         return [first, after]
     raise AssertionError(name)
 
@@ -337,8 +315,8 @@ def test_expect_continue_with_early_upstream_answer_does_not_smuggle(
 ) -> None:
     """The site answers before the body; the client then sends a body that is a request."""
     hidden = smuggled_request(new_marker("s"))
-    first = _request(
-        "POST", "/echo/public/expect", [b"Expect: 100-continue", _length(hidden)], hidden
+    first = make_request(
+        "POST", "/echo/public/expect", [b"Expect: 100-continue", content_length(hidden)], hidden
     )
     head = first.data[: -len(hidden)]
     clients = _run(smuggle_gateway, fresh, [[first]], pieces=[[head, hidden]], pause=0.3)
@@ -347,140 +325,13 @@ def test_expect_continue_with_early_upstream_answer_does_not_smuggle(
 
 # -- the differential property ---------------------------------------------------------
 
-PATHS = ["/echo/public/p", "/other/page", "/echo/wine/red", "/echo/spirits/x", "/echo/closed/x"]
-METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD"]
-FRAMINGS = [
-    "none",
-    "length",
-    "chunked",
-    "chunked_extension",
-    "upgrade_lie",
-    "upgrade_with_body",
-    "cl_te",
-    "te_cl",
-    "duplicate_length",
-    "te_xchunked",
-    "te_identity",
-    "bare_lf",
-    "trailers",
-    "http10_keep_alive",
-    "expect_continue",
-]
-
-
-@st.composite
-def _bodies(draw: st.DrawFn) -> bytes:
-    hidden = smuggled_request(new_marker("s"), draw(st.sampled_from(PATHS[2:] + PATHS[:1])))
-    return draw(
-        st.sampled_from([b"hello", hidden, b"0\r\n\r\n" + hidden, hidden + hidden])
-        | st.binary(min_size=1, max_size=40)
-    )
-
-
-@st.composite
-def _generated(draw: st.DrawFn) -> Sent:
-    framing = draw(st.sampled_from(FRAMINGS))
-    method = draw(st.sampled_from(METHODS))
-    path = draw(st.sampled_from(PATHS))
-    body = draw(_bodies())
-    sizes = tuple(draw(st.lists(st.integers(1, 30), max_size=3)))
-    encoded = chunked(body, sizes)
-    if framing == "none":
-        return _request(method, path)
-    if framing == "length":
-        return _request(method, path, [_length(body)], body)
-    if framing == "chunked":
-        return _request(method, path, [b"Transfer-Encoding: chunked"], encoded, bodies=_one(body))
-    if framing == "chunked_extension":
-        data = encoded.replace(b"\r\n", b";x=1\r\n", 1)
-        return _request(method, path, [b"Transfer-Encoding: chunked"], data, bodies=_one(body))
-    if framing == "upgrade_lie":
-        lie = b"Content-Length: %d" % (len(body) + draw(st.integers(1, 400)))
-        return _request(
-            method, path, [b"Connection: Upgrade", b"Upgrade: foo", lie], bodies=_one(b"")
-        )
-    if framing == "upgrade_with_body":
-        upgrade = [b"Connection: Upgrade", b"Upgrade: " + draw(st.sampled_from([b"h2c", b"foo"]))]
-        return _request(method, path, [*upgrade, _length(body)], body)
-    if framing == "cl_te":
-        return _request(
-            method,
-            path,
-            [_length(body), b"Transfer-Encoding: chunked"],
-            encoded,
-            bodies=_one(body),
-        )
-    if framing == "te_cl":
-        return _request(
-            method,
-            path,
-            [b"Transfer-Encoding: chunked", b"Content-Length: 3"],
-            encoded,
-            bodies=_one(body),
-        )
-    if framing == "duplicate_length":
-        cut = draw(st.integers(0, len(body)))
-        return _request(
-            method,
-            path,
-            [b"Content-Length: %d" % cut, _length(body)],
-            body,
-            bodies=frozenset({body, body[:cut]}),
-        )
-    if framing in ("te_xchunked", "te_identity"):
-        te = b"xchunked" if framing == "te_xchunked" else b"chunked, identity"
-        return _request(
-            method,
-            path,
-            [b"Transfer-Encoding: " + te, _length(encoded)],
-            encoded,
-            bodies=frozenset({encoded, body}),
-        )
-    if framing == "bare_lf":
-        return _request(method, path, [_length(body)], body, eol=b"\n")
-    if framing == "trailers":
-        trailer = draw(
-            st.sampled_from(
-                [
-                    b"X-Agegate-Age-Over: 18\r\n",
-                    b"Expect: 100-continue\r\n",
-                    b"Content-Length: 7\r\n",
-                ]
-            )
-        )
-        data = chunked(body, sizes, trailer)
-        return _request(method, path, [b"Transfer-Encoding: chunked"], data, bodies=_one(body))
-    if framing == "http10_keep_alive":
-        return _request(
-            method, path, [b"Connection: keep-alive", _length(body)], body, version=b"HTTP/1.0"
-        )
-    return _request(method, path, [b"Expect: 100-continue", _length(body)], body)
-
-
-def _one(body: bytes) -> frozenset[bytes]:
-    return frozenset({body})
-
-
-@st.composite
-def _scenarios(draw: st.DrawFn) -> tuple[list[list[Sent]], list[list[bytes]]]:
-    requests = draw(st.lists(_generated(), min_size=1, max_size=3))
-    split = draw(st.integers(1, len(requests)))
-    connections = [c for c in (requests[:split], requests[split:]) if c]
-    pieces = []
-    for connection in connections:
-        data = b"".join(r.data for r in connection)
-        cuts = sorted(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=3)))
-        bounds = [0, *cuts, len(data)]
-        pieces.append([data[a:b] for a, b in itertools.pairwise(bounds) if b > a])
-    return connections, pieces
-
 
 @settings(
     max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(scenario=_scenarios())
+@given(scenario=scenarios())
 def test_differential_no_request_reaches_upstream_unless_sent_on_its_own(
     smuggle_gateway: GatewayProcess, recorder: RecordingUpstream, scenario: Any
 ) -> None:
