@@ -26,7 +26,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RawResponse", "build_request", "exchange", "parse_responses", "request"]
+__all__ = [
+    "RawResponse",
+    "build_request",
+    "exchange",
+    "exchange_pieces",
+    "parse_responses",
+    "request",
+]
 
 HeaderPair = tuple[bytes | str, bytes | str]
 
@@ -195,13 +202,38 @@ def exchange(
     Reads until the server closes, until ``expect`` responses are complete,
     or until ``timeout`` seconds pass (then whatever is complete is returned).
     """
+    return exchange_pieces(
+        port, [data], expect=expect, head_requests=head_requests, timeout=timeout, host=host
+    )
+
+
+def exchange_pieces(
+    port: int,
+    pieces: Sequence[bytes],
+    *,
+    pause: float = 0.0,
+    expect: int | None = None,
+    head_requests: Sequence[bool] = (),
+    timeout: float = 5.0,
+    host: str = "127.0.0.1",
+) -> list[RawResponse]:
+    """Like :func:`exchange`, with the bytes written as ``pieces``, ``pause`` seconds apart.
+
+    Splitting a request at chosen points exercises the server's parser across
+    reads (a head or a chunk-size line cut in two) and pipelining.
+    """
     deadline = time.monotonic() + timeout
     buffer = bytearray()
     eof = False
     with socket.create_connection((host, port), timeout=timeout) as sock:
+        # Each piece leaves as its own segment (no Nagle coalescing).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The server may refuse and close early; then read what it said.
         with contextlib.suppress(OSError):
-            sock.sendall(data)
+            for index, piece in enumerate(pieces):
+                if index and pause:
+                    time.sleep(pause)
+                sock.sendall(piece)
         while time.monotonic() < deadline:
             if expect is not None:
                 done = parse_responses(bytes(buffer), head_requests=head_requests, eof=False)
