@@ -24,10 +24,11 @@ inline ``Authorization: AgeToken`` — and :class:`~gateway.responses.Responder`
 
 Answers: ``200`` with ``X-Agegate-Age-Over`` / ``X-Agegate-Assurance`` when
 the route required an age and it is proven, ``X-Agegate-Path`` (the canonical
-path, so the proxy can forward exactly what was decided) and ``Set-Cookie``
-when a credential was accepted; otherwise the proxy mode's ``303`` / ``401`` /
-``403`` / ``400`` / ``421`` / ``429`` / ``503`` with its headers and body,
-for the proxy to pass to the client.
+path, so the proxy can forward exactly what was decided), ``Set-Cookie``
+when a credential was accepted, and the visitor's cookies without agegate's
+own for the proxy to send the site (:func:`site_cookie_headers`); otherwise
+the proxy mode's ``303`` / ``401`` / ``403`` / ``400`` / ``421`` / ``429`` /
+``503`` with its headers and body, for the proxy to pass to the client.
 
 *nginx style* (``X-Original-URI`` present, or ``?style=nginx``):
 ``auth_request`` only understands 2xx, 401 and 403, so the ``303`` becomes
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from gateway.access import AccessLog, AccessRecord
 from gateway.errors import BadRequest
 from gateway.evaluate import Evaluation, Evaluator, header
-from gateway.forwarding import is_trusted
+from gateway.forwarding import is_trusted, strip_cookies
 from gateway.gate import host_name, jurisdiction_of
 from gateway.observability import log_event, truncate_ip
 from gateway.paths import canonical_path, split_target
@@ -57,9 +58,17 @@ from gateway.problem import send_problem, send_response
 from gateway.responses import AGEGATE_PREFIX, Responder
 from gateway.runtime import Runtime
 from gateway.server import MAX_TARGET_BYTES
+from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE
 from gateway.types import Message, Receive, Scope, Send
 
-__all__ = ["AUTHZ_PATH", "AuthzApp", "ForwardedRequest", "forwarded_client_ip", "read_forwarded"]
+__all__ = [
+    "AUTHZ_PATH",
+    "AuthzApp",
+    "ForwardedRequest",
+    "forwarded_client_ip",
+    "read_forwarded",
+    "site_cookie_headers",
+]
 
 AUTHZ_PATH = "/.agegate/authz"
 _AUTHZ_RAW = AUTHZ_PATH.encode()
@@ -69,6 +78,9 @@ Headers = Sequence[tuple[bytes, bytes]]
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # auth_request passes 2xx, 401 and 403; anything else becomes a 500 at nginx.
 _NGINX_STATUSES = frozenset({200, 401, 403})
+_AGEGATE_COOKIES = frozenset({SESSION_COOKIE.encode(), CHALLENGE_COOKIE.encode()})
+# Bytes that would split or end the answer's head (RFC 9110 §5.5 allows none but HTAB).
+_HEAD_BREAKERS = frozenset(range(0x20)) - {0x09} | {0x7F}
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +239,9 @@ class AuthzApp:
         if path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/"):
             # agegate's own pages: the proxy routes them to the public listener, unguarded.
             record.set(status=200, decision="agegate")
-            await send_response(send, 200, b"", b"text/plain", [(b"x-agegate-path", path.encode())])
+            answer = [(b"x-agegate-path", path.encode())]
+            answer += site_cookie_headers(headers, nginx_style=nginx_style)
+            await send_response(send, 200, b"", b"text/plain", answer)
             return
         await self._decide(scope, send, record, original, path, nginx_style, accept)
 
@@ -269,7 +283,9 @@ class AuthzApp:
         outcome = decision.effective
         if outcome is Outcome.ALLOW:
             record.status = 200
-            await send_response(send, 200, b"", b"text/plain", _allow_headers(path, evaluation))
+            answer = _allow_headers(path, evaluation)
+            answer += site_cookie_headers(headers, nginx_style=nginx_style)
+            await send_response(send, 200, b"", b"text/plain", answer)
             return
         out = _nginx_send(send, decision.reason) if nginx_style else send
         if outcome is Outcome.CHALLENGE:
@@ -296,6 +312,37 @@ def _allow_headers(path: str, evaluation: Evaluation) -> list[tuple[bytes, bytes
         out.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
         out.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
     out.extend((b"set-cookie", cookie) for cookie in evaluation.set_cookies)
+    return out
+
+
+def site_cookie_headers(headers: Headers, *, nginx_style: bool) -> list[tuple[bytes, bytes]]:
+    """The visitor's ``Cookie`` less agegate's own, for the proxy to send the site instead.
+
+    Every ``Cookie`` header of the question is read (HTTP/2 splits them) and
+    joined with ``"; "``.  ``X-Agegate-Cookie`` carries the result for proxies
+    that copy an answer header under another name (nginx ``auth_request_set``,
+    Caddy ``request_header``).  Outside the nginx convention it is repeated as
+    ``Cookie`` for proxies that copy answer headers only under their own name
+    (Traefik ``authResponseHeaders``, Envoy ``allowed_upstream_headers``), and
+    when nothing is left Envoy is told to remove the client's header
+    (``x-envoy-auth-headers-to-remove``).  Nothing left means no header at all,
+    never an empty one; a value holding a control byte is dropped whole, so it
+    can never split the answer.
+    """
+    sent = [value for name, value in headers if name == b"cookie"]
+    if not sent:
+        return []
+    kept = b"; ".join(
+        stripped for stripped in (strip_cookies(v, _AGEGATE_COOKIES) for v in sent) if stripped
+    )
+    if kept and not _HEAD_BREAKERS.isdisjoint(kept):
+        log_event("authz_cookie_dropped", level=logging.WARNING, reason="control_byte")
+        kept = b""
+    if not kept:
+        return [] if nginx_style else [(b"x-envoy-auth-headers-to-remove", b"cookie")]
+    out = [(b"x-agegate-cookie", kept)]
+    if not nginx_style:
+        out.append((b"cookie", kept))
     return out
 
 

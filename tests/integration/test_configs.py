@@ -59,10 +59,13 @@ def test_traefik_dynamic_config() -> None:
     for name in ("X-Agegate-Age-Over", "X-Agegate-Assurance"):
         assert copied.match(name)
     assert not copied.match("X-Agegate-Path")
+    assert not copied.match("X-Agegate-Cookie")
+    # Deleted from the request, then copied from agegate's answer: the cookies less agegate's.
+    assert auth["authResponseHeaders"] == ["Cookie"]
     assert auth["addAuthCookiesToResponse"] == ["__Host-agegate"]
     removed = http["middlewares"]["agegate-hygiene"]["headers"]["customRequestHeaders"]
     assert all(value == "" for value in removed.values())
-    assert {"X-Original-URI", "X_Agegate_Age_Over"} <= set(removed)
+    assert {"X-Original-URI", "X_Agegate_Age_Over", "X-Agegate-Cookie"} <= set(removed)
     for service in http["services"].values():
         for server in service["loadBalancer"]["servers"]:
             assert server["url"].startswith("http://")
@@ -103,7 +106,8 @@ def test_envoy_bootstrap() -> None:
     assert {"cookie", "authorization", "accept"} <= sent
     response = service["authorization_response"]
     upstream = {p["exact"] for p in response["allowed_upstream_headers"]["patterns"]}
-    assert upstream == {"x-agegate-age-over", "x-agegate-assurance"}
+    # cookie: agegate's answer replaces the client's Cookie with one less agegate's cookies.
+    assert upstream == {"x-agegate-age-over", "x-agegate-assurance", "cookie"}
     on_success = {p["exact"] for p in response["allowed_client_headers_on_success"]["patterns"]}
     assert on_success == {"set-cookie"}
     client = {p["exact"] for p in response["allowed_client_headers"]["patterns"]}

@@ -166,3 +166,47 @@ def test_request_body_reaches_the_site_once_allowed(stack: Stack, client: httpx.
     response = client.post("/echo/wine/order", content=b"x" * 5000, headers={"cookie": cookie})
     assert response.status_code == 200
     assert response.json()["body_len"] == 5000
+
+
+def cookies_seen(response: httpx.Response) -> list[str]:
+    """Every ``Cookie`` header the site received, as sent (an empty one too)."""
+    return [value for name, value in response.json()["headers"] if name.lower() == "cookie"]
+
+
+@pytest.mark.parametrize("path", ["/echo/public/x", "/echo/wine/red"], ids=["allowed", "protected"])
+def test_forward_auth_strips_agegate_cookies(stack: Stack, client: httpx.Client, path: str) -> None:
+    session = seal_session(stack.gw)
+    sent = f"a=1; {session}; b=2; __Host-agegate-challenge=x"
+    response = client.get(path, headers={"cookie": sent})
+    assert response.status_code == 200, (stack.kind, response.text)
+    assert cookies_seen(response) == ["a=1; b=2"], stack.kind
+    assert path == "/echo/public/x" or upstream_headers(response)["x-agegate-age-over"] == "18"
+    values = " ".join(value for _, value in response.json()["headers"])
+    assert "__Host-agegate" not in values
+    assert session.split("=", 1)[1] not in values
+    assert "x-agegate-cookie" not in upstream_headers(response)
+
+
+@pytest.mark.parametrize("path", ["/echo/public/x", "/echo/wine/red"], ids=["allowed", "protected"])
+def test_forward_auth_with_only_agegate_cookies_sends_the_site_no_cookie(
+    stack: Stack, client: httpx.Client, path: str
+) -> None:
+    session = seal_session(stack.gw)
+    response = client.get(path, headers={"cookie": f"{session}; __Host-agegate-challenge=x"})
+    assert response.status_code == 200, (stack.kind, response.text)
+    # No Cookie header at all: not an empty one either.
+    assert cookies_seen(response) == [], stack.kind
+
+
+def test_forward_auth_passes_site_cookies_verbatim(stack: Stack, client: httpx.Client) -> None:
+    # Braces a proxy could take for its own placeholders, quotes, and a cookie as large
+    # as nginx's default header buffer lets a client send: all reach the site as sent.
+    big = "z" * 6000
+    sent = f'q="a b"; p={{http.request.host}}; {seal_session(stack.gw)}; big={big}'
+    response = client.get("/echo/wine/red", headers={"cookie": sent})
+    assert response.status_code == 200, (stack.kind, response.text)
+    assert cookies_seen(response) == [f'q="a b"; p={{http.request.host}}; big={big}']
+    # No cookies sent: none received, and a spoofed X-Agegate-Cookie changes nothing.
+    bare = client.get("/echo/public/x", headers={"x-agegate-cookie": "stolen=1"})
+    assert cookies_seen(bare) == []
+    assert "x-agegate-cookie" not in upstream_headers(bare)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import pytest
 
 from gateway.paths import canonical_path
+from gateway.policy.facts import SessionClaims
+from gateway.session import SessionCodec
+from gateway.settings import load_settings
 from tests.security.support import get
 from tests.security.test_attack_corpus import (
     ABSOLUTE_FOREIGN,
@@ -41,6 +45,7 @@ from tests.support.rawhttp import (
     request,
 )
 from tests.support.upstream import UpstreamServer
+from verifiers.base import AssuranceLevel
 
 AUTHZ = "/.agegate/authz"
 CONVENTIONS = ("forwarded", "original")
@@ -387,6 +392,97 @@ def test_client_sent_agegate_headers_grant_nothing(authz_gateway: GatewayProcess
     for convention in CONVENTIONS:
         response = ask(authz_gateway, convention, b"/echo/wine/red", spoof)
         assert decided(response) == Decision(401, "no_session"), response.headers
+
+
+# -- agegate's cookies never reach the site -------------------------------------------------
+
+SESSION = b"<session>"  # replaced by a real sealed session in each test
+COOKIE_SPELLINGS: dict[str, list[bytes]] = {
+    "plain": [b"a=1; __Host-agegate=<session>; b=2; __Host-agegate-challenge=x"],
+    "no_spaces": [b"a=1;__Host-agegate=<session>;b=2"],
+    "padded_name": [b"a=1; __Host-agegate =<session>; b=2"],
+    "tabs": [b"a=1;\t__Host-agegate=<session>;\tb=2"],
+    "split_over_two_headers": [
+        b"a=1; __Host-agegate=<session>",
+        b"b=2; __Host-agegate-challenge=x",
+    ],
+    "twice": [b"__Host-agegate=<session>; a=1; __Host-agegate=junk; b=2"],
+    "name_without_value": [b"a=1; __Host-agegate; __Host-agegate=<session>; b=2"],
+}
+_AGEGATE_COOKIE_NAMES = {"__Host-agegate", "__Host-agegate-challenge"}
+
+
+def _sealed_session(gw: GatewayProcess) -> bytes:
+    settings = load_settings(gw.config_path)
+    now = time.time()
+    claims = SessionClaims(
+        frozenset({18}), frozenset(), AssuranceLevel.BASIC, "test-token", now, now + 600
+    )
+    return SessionCodec(settings.session_keys, settings.audience).seal(claims).encode()
+
+
+def _cookie_names(value: str) -> set[str]:
+    return {pair.split("=", 1)[0].strip() for pair in value.split(";")}
+
+
+def _assert_no_agegate_cookie_handed_on(response: RawResponse, session: bytes) -> None:
+    for name, value in response.headers:
+        assert session.decode() not in value, name
+        if name in ("x-agegate-cookie", "cookie"):
+            assert not _cookie_names(value) & _AGEGATE_COOKIE_NAMES, (name, value)
+
+
+@pytest.mark.parametrize("spelling", COOKIE_SPELLINGS.values(), ids=COOKIE_SPELLINGS.keys())
+@pytest.mark.parametrize("convention", (*CONVENTIONS, "envoy"))
+def test_forward_auth_answer_hands_the_site_no_agegate_cookie(
+    authz_gateway: GatewayProcess, convention: str, spelling: list[bytes]
+) -> None:
+    session = _sealed_session(authz_gateway)
+    cookies = [(b"Cookie", value.replace(SESSION, session)) for value in spelling]
+    for path in (b"/echo/wine/red", b"/echo/public/x"):
+        if convention == "envoy":
+            response = request(
+                authz_gateway.admin_port, "GET", AUTHZ.encode() + path, cookies, host="localhost"
+            )
+        else:
+            response = ask(authz_gateway, convention, path, cookies)
+        # The session still counts: agegate reads it, the site never gets it.
+        assert response.status == 200, (convention, path, response.status, response.text)
+        assert response.header_list("x-agegate-cookie") == ["a=1; b=2"]
+        copied = [] if convention == "original" else ["a=1; b=2"]
+        assert response.header_list("cookie") == copied
+        assert response.header("x-envoy-auth-headers-to-remove") is None
+        _assert_no_agegate_cookie_handed_on(response, session)
+
+
+@pytest.mark.parametrize("convention", (*CONVENTIONS, "envoy"))
+def test_forward_auth_with_only_agegate_cookies_hands_the_site_none(
+    authz_gateway: GatewayProcess, convention: str
+) -> None:
+    session = _sealed_session(authz_gateway)
+    cookies = [(b"Cookie", b"__Host-agegate=" + session + b"; __Host-agegate-challenge=x")]
+    if convention == "envoy":
+        response = request(
+            authz_gateway.admin_port, "GET", AUTHZ + "/echo/wine/red", cookies, host="localhost"
+        )
+    else:
+        response = ask(authz_gateway, convention, b"/echo/wine/red", cookies)
+    assert response.status == 200, response.text
+    assert response.header("x-agegate-cookie") is None
+    assert response.header("cookie") is None
+    # nginx drops the header on an empty variable itself; Envoy must be told.
+    removed = None if convention == "original" else "cookie"
+    assert response.header("x-envoy-auth-headers-to-remove") == removed
+    _assert_no_agegate_cookie_handed_on(response, session)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_forward_auth_refusal_hands_on_no_cookie(
+    authz_gateway: GatewayProcess, convention: str
+) -> None:
+    response = ask(authz_gateway, convention, b"/echo/wine/red", [(b"Cookie", b"a=1; b=2")])
+    assert decided(response) == Decision(401, "no_session")
+    assert response.header("x-agegate-cookie") is None and response.header("cookie") is None
 
 
 # -- CRLF and control bytes in forwarded headers ------------------------------------------
