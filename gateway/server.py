@@ -79,7 +79,6 @@ _REASONS = {
     408: b"Request Timeout",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
-    501: b"Not Implemented",
 }
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
@@ -389,14 +388,15 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
         httptools skips the body of any request that asks to upgrade and hands
         back the bytes after the head as another protocol's.  A CONNECT tunnel
-        is not something the gateway offers (501).  An upgrade that declares a
+        is not something the gateway offers (400: a client error, as before it
+        reached the app).  An upgrade that declares a
         body is refused (400) whatever it asks for: served as plain HTTP its
         body would go unread, and its declared length would leave the bytes
         that follow to be read as the next request (request smuggling); a
         WebSocket handshake never has one (RFC 6455 §4.1).
         """
         if method == "CONNECT":
-            self._refuse(501)  # data_received answers and logs it
+            self._refuse(400)  # data_received answers and logs it
         for name, value in self._headers:
             if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
                 self._refuse(400)

@@ -78,11 +78,11 @@ def test_upgrade_with_chunked_body_is_refused(
     _upstream_saw_nothing(upstream, before)
 
 
-def test_connect_is_not_implemented(gateway: GatewayProcess, upstream: UpstreamServer) -> None:
+def test_connect_is_refused(gateway: GatewayProcess, upstream: UpstreamServer) -> None:
     before = len(upstream.requests)
     data = b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n" + _SMUGGLED
     responses = exchange(gateway.port, data, expect=2, timeout=2)
-    assert [r.status for r in responses] == [501]
+    assert [r.status for r in responses] == [400]
     _upstream_saw_nothing(upstream, before)
 
 
