@@ -315,3 +315,17 @@ def test_downstream_headers_match_the_plain_reading_of_rfc_9110(
     if private:
         expected.append((b"cache-control", b"private"))
     assert downstream_response_headers(headers, private=private) == expected
+
+
+def test_client_host_is_replaced_by_the_accepted_one_not_duplicated():
+    # The gateway passes the normal form it accepted; the client's spelling never goes on.
+    out = build([(b"host", b"LocalHost."), (b"accept", b"*/*")])
+    assert value(out, b"host") == [b"shop.example"]
+    assert value(out, b"x-forwarded-host") == [b"shop.example"]
+
+
+def test_trusted_peer_forwarded_host_is_normalised_or_replaced():
+    odd = build([(b"x-forwarded-host", b"[shop.example]evil.example")], trusted=True)
+    assert value(odd, b"x-forwarded-host") == [b"shop.example"]
+    spelled = build([(b"x-forwarded-host", b"WWW.Shop.Example.:443")], trusted=True)
+    assert value(spelled, b"x-forwarded-host") == [b"www.shop.example:443"]
