@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gateway.errors import BadRequest
 from gateway.hosts import parse_host
@@ -241,6 +242,7 @@ class Policy:
         return None
 
 
+@lru_cache(maxsize=1024)  # bounded; policies that restrict hosts read one per request
 def _host_key(host: str) -> str | None:
     """The normal name of ``host``; None for a malformed one, which no ``hosts:`` lists.
 
