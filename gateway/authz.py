@@ -11,7 +11,8 @@ else gets ``403 untrusted_proxy``), in one of three conventions:
 - **Envoy** ``ext_authz`` (HTTP service, ``path_prefix: /.agegate/authz``):
   the check request's own method, ``Host`` and path, less the prefix.
 
-Host is ``X-Forwarded-Host`` (else ``Host``).  Every forwarded header must
+Host is ``X-Forwarded-Host`` (else ``Host``), read strictly by
+:func:`~gateway.hosts.parse_host` as in proxy mode (``400 bad_host``).  Every forwarded header must
 occur at most once, and a request carrying both ``X-Original-URI`` and
 ``X-Forwarded-Uri`` is refused: a proxy that passes one family through from
 the client must never let it choose the path (``400``).
@@ -49,7 +50,8 @@ from gateway.access import AccessLog, AccessRecord
 from gateway.errors import BadRequest
 from gateway.evaluate import Evaluation, Evaluator, header
 from gateway.forwarding import is_trusted, strip_cookies
-from gateway.gate import host_name, jurisdiction_of
+from gateway.gate import jurisdiction_of
+from gateway.hosts import parse_host
 from gateway.observability import log_event, truncate_ip
 from gateway.paths import canonical_path, split_target
 from gateway.policy import Outcome
@@ -124,13 +126,16 @@ def read_forwarded(scope: Scope, headers: Headers, hosts: frozenset[str]) -> For
                 "missing_forwarded_uri", "the proxy sent neither X-Original-URI nor X-Forwarded-Uri"
             )
         method = _method(method_value) if method_value is not None else str(scope["method"])
-        host_value = _only(headers, b"x-forwarded-host") or _only(headers, b"host")
+        host_value = _only(headers, b"x-forwarded-host")
+        if host_value is None:  # an empty X-Forwarded-Host is refused, not skipped
+            host_value = _only(headers, b"host")
         nginx_style = original is not None or b"style=nginx" in own_query.split(b"&")
     else:
         raise BadRequest("not_found", "no such forward-auth endpoint", status=404)
     _check_forwarded_uri(uri)
     target_host, raw_path, query = split_target(uri)
-    header_host = host_name(host_value)
+    # The proxy-mode parser: a malformed forwarded host is a 400, never read leniently.
+    header_host = parse_host(host_value).name if host_value is not None else None
     host = target_host or header_host
     if host is None or host not in hosts:
         raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)

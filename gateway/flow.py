@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 from gateway.cookies import clear_cookie, get_cookie, set_cookie
 from gateway.errors import BadRequest, StoreUnavailable
-from gateway.gate import AGEGATE_PREFIX, host_name
+from gateway.gate import AGEGATE_PREFIX
+from gateway.hosts import parse_host
 from gateway.observability import log_event
 from gateway.pages import VerifierButton, challenge_page, error_page, refusal_page
 from gateway.paths import canonical_path
@@ -114,7 +115,11 @@ class _Flow:
             path = canonical_path(path_only, allow_semicolons=self.settings.allow_semicolons)
         except BadRequest:
             path = "/"
-        host = host_name(request.headers.get("host", "").encode("latin-1")) or ""
+        try:
+            # The gate already refused a malformed Host; "" matches only host-free rules.
+            host = parse_host(request.headers.get("host", "").encode("latin-1")).name
+        except BadRequest:
+            host = ""
         facts = RequestFacts("GET", host, path, None)
         return decide(facts, session, self.runtime.policies.policy, now)
 

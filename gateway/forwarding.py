@@ -27,6 +27,9 @@ import ipaddress
 from collections.abc import Collection, Sequence
 from functools import lru_cache
 
+from gateway.errors import BadRequest
+from gateway.hosts import parse_host
+
 __all__ = [
     "CREDENTIAL_SCHEMES",
     "HOP_BY_HOP",
@@ -183,11 +186,13 @@ def upstream_request_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The headers to send upstream for a client request with ``headers``.
 
-    ``host`` is the client's ``Host`` (kept as the upstream ``Host``, so the site
-    sees its own name); ``add`` (e.g. ``X-Agegate-Age-Over``) is appended last,
-    after every client-sent ``X-Agegate-*`` header has been removed.
-    ``strip_auth_schemes`` (lower-case) are the ``Authorization`` schemes that
-    never go upstream.  ``cache``
+    ``host`` is the normal form of the client's ``Host`` (gateway/hosts.py): it
+    takes the client's ``Host``'s place upstream, so the site sees its own name
+    in the one spelling the gateway accepted.  ``add`` (e.g.
+    ``X-Agegate-Age-Over``) is appended last, after every client-sent
+    ``X-Agegate-*`` header has been removed.  ``strip_auth_schemes``
+    (lower-case) are the ``Authorization`` schemes that never go upstream.
+    ``cache``
     (a dict the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
     headers per client address, scheme and host when no proxy chain is
     forwarded: they are the same for every request on a connection.
@@ -195,7 +200,7 @@ def upstream_request_headers(
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None  # headers named in Connection, removed at the end
     from_peer: list[tuple[bytes, bytes]] = []  # proxy headers a trusted peer sent
-    saw_host = False
+    host_at = -1  # where the client's Host was
     for raw_name, value in headers:
         name = raw_name.lower()
         if name in _PLAIN_REQUEST:
@@ -229,14 +234,16 @@ def upstream_request_headers(
                 out.append((name, kept))
             continue
         if name == b"host":
-            saw_host = True
+            host_at = len(out)  # replaced below, in its place, by ``host``
+            continue
         out.append((name, value))
+    if host:
+        # One Host, in the spelling the gateway accepted, never the client's next to it.
+        out.insert(len(out) if host_at < 0 else host_at, (b"host", host))
     if named is not None:
         named -= _NEVER_NAMED
         if named:
             out = [(k, v) for k, v in out if k not in named]
-    if not saw_host and host:
-        out.append((b"host", host))
     forwarded_ip = client_ip if forward_client_ip else None
     if from_peer:
         out += _chained_forwarding_headers(from_peer, forwarded_ip, scheme, host, forward_client_ip)
@@ -275,7 +282,7 @@ def _chained_forwarding_headers(
         elif name == b"x-forwarded-proto":
             peer_proto = value
         else:
-            peer_host = value
+            peer_host = _normal_host(value)
     return _forwarding_headers(
         client_ip,
         scheme,
@@ -324,6 +331,14 @@ def _forwarding_headers(
     if peer_host or host:
         out.append((b"x-forwarded-host", peer_host or host))
     return out
+
+
+def _normal_host(value: bytes) -> bytes | None:
+    """A trusted peer's forwarded host in normal form; None (ours is sent) when malformed."""
+    try:
+        return parse_host(value).authority.encode("ascii")
+    except BadRequest:
+        return None
 
 
 @lru_cache(maxsize=128)

@@ -1,6 +1,7 @@
 """The proxied path, in raw ASGI: host check, canonical path, decide, then act.
 
-Order per request (SPEC §6): accepted ``Host`` (else 421) → canonical target
+Order per request (SPEC §6): a well-formed ``Host`` (else 400 ``bad_host``,
+:func:`~gateway.hosts.parse_host`) that is served (else 421) → canonical target
 (else 400, before any matching) → ``/.agegate/`` goes to the flow endpoints →
 :class:`~gateway.evaluate.Evaluator` (policy, session, inline API
 credentials) → allow (proxy, with the required threshold in ``X-Agegate-*``),
@@ -18,6 +19,7 @@ from gateway.access import AccessLog, AccessRecord, recording_status
 from gateway.errors import BadRequest
 from gateway.evaluate import Evaluation, Evaluator, header
 from gateway.forwarding import is_trusted
+from gateway.hosts import parse_host
 from gateway.paths import canonical_path
 from gateway.policy import Outcome, Requirement
 from gateway.policy.facts import RequestFacts
@@ -26,28 +28,11 @@ from gateway.responses import AGEGATE_PREFIX, Responder
 from gateway.runtime import Runtime
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["AGEGATE_PREFIX", "Gate", "host_name", "jurisdiction_of"]
+__all__ = ["AGEGATE_PREFIX", "Gate", "jurisdiction_of"]
 
 _T = TypeVar("_T")
 _CACHE_ENTRIES = 4096  # per cache: host values, raw paths
 _CACHE_KEY_BYTES = 512
-
-
-def host_name(value: bytes | None) -> str | None:
-    """Lower-case host without port from a ``Host`` value; None when malformed."""
-    if not value:
-        return None
-    try:
-        text = value.decode("ascii").strip().lower()
-    except UnicodeDecodeError:
-        return None
-    if text.startswith("["):
-        end = text.find("]")
-        return text[1:end] if end > 0 else None
-    host, _, port = text.partition(":")
-    if port and not port.isdigit():
-        return None
-    return host or None
 
 
 def jurisdiction_of(
@@ -77,7 +62,7 @@ class Gate:
         )
         # Host values and raw paths repeat from request to request; both functions are
         # pure, so their results are kept (bounded; refusals are not kept).
-        self._hosts: dict[bytes, str | None] = {}
+        self._hosts: dict[bytes, tuple[str, bytes]] = {}
         self._paths: dict[bytes, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +80,7 @@ class Gate:
         accept = header(headers, b"accept")
         method = record.method
         try:
-            host, path = self._target(scope, headers)
+            host, authority, path = self._target(scope, headers)
         except BadRequest as exc:
             record.set(status=exc.status, decision="reject", reason=exc.reason)
             await self._reject(scope, send, exc.status, exc.reason, str(exc), accept, method)
@@ -126,7 +111,7 @@ class Gate:
             # Report-only lets an unproven visitor through: the site must not be told an
             # age was proven, so X-Agegate-* go upstream only for a real allow.
             proven = decision.requirement if decision.outcome is Outcome.ALLOW else None
-            await self._forward(scope, receive, send, record, path, proven, evaluation)
+            await self._forward(scope, receive, send, record, authority, path, proven, evaluation)
             return
         if scope["type"] == "websocket":
             record.status = 403
@@ -143,8 +128,13 @@ class Gate:
         else:
             record.status = await self.responder.deny(send, decision, method=method, accept=accept)
 
-    def _target(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str]:
-        """The accepted host and the canonical path, or BadRequest (400, or 421 for the host)."""
+    def _target(
+        self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[str, bytes, str]:
+        """The accepted host's name and normal authority, and the canonical path.
+
+        Raises BadRequest: 400 for a malformed target or ``Host``, 421 for a host not served.
+        """
         target = (scope.get("extensions") or {}).get("agegate") or {}
         if target.get("target_error"):
             # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
@@ -153,7 +143,7 @@ class Gate:
         if len(host_values) > 1:
             # RFC 9112 §3.2: more than one Host is a 400; which one a server reads differs.
             raise BadRequest("duplicate_host", "more than one Host header")
-        host = self._host_name(host_values[0]) if host_values else None
+        host, authority = self._host(host_values[0]) if host_values else (None, b"")
         target_host = target.get("target_host")
         if target_host is not None and target_host not in self.settings.hosts:
             raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
@@ -168,14 +158,16 @@ class Gate:
         if path is None:
             path = canonical_path(raw_path, allow_semicolons=self.settings.allow_semicolons)
             _remember(self._paths, raw_path, path)
-        return host, path
+        return host, authority, path
 
-    def _host_name(self, value: bytes) -> str | None:
-        if value in self._hosts:
-            return self._hosts[value]
-        name = host_name(value)
-        _remember(self._hosts, value, name)
-        return name
+    def _host(self, value: bytes) -> tuple[str, bytes]:
+        """``(name, authority)`` of a ``Host`` value; BadRequest (400 ``bad_host``) if malformed."""
+        known = self._hosts.get(value)
+        if known is None:
+            parsed = parse_host(value)
+            known = (parsed.name, parsed.authority.encode("ascii"))
+            _remember(self._hosts, value, known)
+        return known
 
     async def _forward(
         self,
@@ -183,6 +175,7 @@ class Gate:
         receive: Receive,
         send: Send,
         record: AccessRecord,
+        authority: bytes,
         path: str,
         requirement: Requirement | None,
         evaluation: Evaluation,
@@ -201,6 +194,7 @@ class Gate:
             scope,
             receive,
             send,
+            host=authority,
             path=path,
             query=scope.get("query_string", b""),
             add_headers=add,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 
 from gateway.errors import BadRequest
+from gateway.hosts import parse_host
 
 __all__ = ["canonical_path", "split_target"]
 
@@ -45,10 +46,6 @@ _ESCAPE = tuple(f"%{value:02X}" for value in range(256))
 _RAW = tuple(chr(value) for value in range(256))
 
 _SCHEME = re.compile(rb"\A([A-Za-z][A-Za-z0-9+.\-]*)://")
-# Host names as DNS spells them; percent-encoded or sub-delim hosts are refused, not guessed.
-_REG_NAME = re.compile(r"\A[a-z0-9\-._~]+\Z")
-_IPV6 = re.compile(r"\A\[[0-9a-f:.]+\]\Z")
-_PORT = re.compile(r"\A:[0-9]{0,5}\Z")
 
 
 def canonical_path(raw_path: bytes | str, *, allow_semicolons: bool = False) -> str:
@@ -75,9 +72,9 @@ def split_target(raw_target: bytes) -> tuple[str | None, bytes, bytes]:
     """Split a request-target into ``(host, raw path, raw query)``.
 
     Origin-form ``/p?q`` gives ``(None, b"/p", b"q")``; absolute-form
-    ``http://Host:80/p?q`` gives ``("host", b"/p", b"q")`` with the host
-    lower-cased, without port, and an IPv6 literal without brackets (as
-    :func:`urllib.parse.urlsplit` spells ``hostname``).  Whether that host is
+    ``http://Host.:80/p?q`` gives ``("host", b"/p", b"q")`` with the host in
+    the normal form of :func:`gateway.hosts.parse_host` (lower case, no port,
+    no trailing dot, an IPv6 literal compressed and without brackets).  Whether that host is
     accepted (421 otherwise) is the caller's decision.  ``*`` (asterisk-form),
     ``host:port`` (authority-form) and other schemes raise
     ``BadRequest("not_origin_form")``; a ``#`` raises ``BadRequest("fragment")``;
@@ -118,28 +115,17 @@ def _as_bytes(raw_path: bytes | str) -> bytes:
 
 
 def _parse_authority(authority: bytes) -> str:
-    """``host[:port]`` -> lower-cased host; userinfo and odd hosts are refused."""
+    """``host[:port]`` -> the host's normal name (:func:`~gateway.hosts.parse_host`)."""
     if b"@" in authority:
         # RFC 9110 §4.2.4: userinfo is deprecated in http(s) URIs and a phishing vector.
         raise BadRequest("bad_authority", "the request target must not carry userinfo")
+    if authority != authority.strip(b" \t"):
+        # parse_host ignores the whitespace HTTP allows around a field value; a URL has none.
+        raise BadRequest("bad_authority", "the request target's host is surrounded by whitespace")
     try:
-        text = authority.decode("ascii").lower()
-    except UnicodeDecodeError:
-        raise BadRequest("bad_authority", "the request target's host is not ASCII") from None
-    if text.startswith("["):
-        close = text.find("]")
-        if close == -1 or not _IPV6.match(text[: close + 1]):
-            raise BadRequest("bad_authority", "the request target's IPv6 host is malformed")
-        host, port = text[1:close], text[close + 1 :]
-    else:
-        host, colon, digits = text.partition(":")
-        port = colon + digits
-        if not _REG_NAME.match(host):
-            raise BadRequest("bad_authority", "the request target's host is malformed")
-    # An empty port ("host:") is allowed by RFC 3986 and means the default port.
-    if port and not _PORT.match(port):
-        raise BadRequest("bad_authority", "the request target's port is malformed")
-    return host
+        return parse_host(authority).name
+    except BadRequest as exc:
+        raise BadRequest("bad_authority", f"the request target's host: {exc}") from None
 
 
 def _normalize_escapes(raw: bytes, allow_semicolons: bool) -> str:

@@ -206,10 +206,14 @@ class Proxy:
         query: bytes,
         add_headers: Sequence[tuple[bytes, bytes]],
         private: bool = False,
+        host: bytes | None = None,
     ) -> int:
         """Proxy one ASGI request to the upstream; the status sent to the client.
 
         ``path`` is the canonical path and ``query`` the raw query string.
+        ``host`` is the normal form of the accepted ``Host`` (gateway/hosts.py),
+        sent upstream as ``Host`` and ``X-Forwarded-Host`` in place of the
+        client's spelling; None sends the client's own.
         ``private`` keeps the response out of shared caches (see
         :func:`private_cache_headers`).  Returns :data:`CLIENT_GONE` when the
         client left before a response.
@@ -218,12 +222,12 @@ class Proxy:
             raise RuntimeError("Proxy.start() was not called")
         target = _target(path, query)
         # One pass over the client's headers for everything this function needs.
-        host = b""
+        client_host = b""
         accept = length = None
         chunked = expect = False
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value
+                client_host = value
             elif name == b"accept":
                 accept = value
             elif name == b"content-length":
@@ -232,7 +236,7 @@ class Proxy:
                 chunked = True
             elif name == b"expect":
                 expect = True
-        headers = self._headers(scope, host, add_headers)
+        headers = self._headers(scope, client_host if host is None else host, add_headers)
         if scope["type"] == "websocket":
             return await relay_websocket(self._ws, scope, receive, send, target, headers)
         method: str = scope["method"]

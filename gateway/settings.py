@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.hosts import host_name
 from verifiers.config import parse_duration
 
 __all__ = ["Listen", "LogSettings", "Settings", "load_settings", "parse_settings"]
@@ -174,11 +175,7 @@ def parse_settings(
 
     public_origin = get("public_origin", _origin)
     hosts_value = values["hosts"]
-    hosts = (
-        frozenset({urlsplit(public_origin).hostname or "localhost"})
-        if hosts_value is None
-        else get("hosts", _host_set)
-    )
+    hosts = get("public_origin", _origin_hosts) if hosts_value is None else get("hosts", _host_set)
     listen = get("listen", _listen)
     admin_listen = get("admin_listen", _listen)
     authz_listen = None if values["authz_listen"] is None else get("authz_listen", _listen)
@@ -262,10 +259,15 @@ def _upstream(value: object) -> str:
     return value.rstrip("/")
 
 
+def _origin_hosts(value: object) -> frozenset[str]:
+    return frozenset({host_name(urlsplit(_origin(value)).hostname or "localhost")})
+
+
 def _host_set(value: object) -> frozenset[str]:
     if not isinstance(value, list) or not value or not all(isinstance(h, str) for h in value):
         raise ValueError("expected a non-empty list of host names")
-    return frozenset(h.lower().strip() for h in value)
+    # The request path's own parser: "Shop.Example." and "[::1]" are stored as they match.
+    return frozenset(host_name(h) for h in value)
 
 
 def _networks(value: object) -> tuple[Network, ...]:

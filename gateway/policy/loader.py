@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import PolicyError
+from gateway.hosts import host_name
 from gateway.policy.embedded import parse_tests
 from gateway.policy.fields import (
     KNOWN_METHODS,
@@ -34,7 +35,7 @@ from gateway.policy.fields import (
     string_list,
 )
 from gateway.policy.matcher import PathPattern
-from gateway.policy.model import Action, Defaults, Mode, Policy, Requirement, Rule, normalize_host
+from gateway.policy.model import Action, Defaults, Mode, Policy, Requirement, Rule
 from gateway.policy.yamlfile import read_yaml
 
 __all__ = ["load_policy", "parse_policy", "parse_policy_text"]
@@ -61,10 +62,6 @@ JURISDICTION_KEYS = frozenset({"min_age", "assurance"})
 _REQUIRE_ONLY = ("min_age", "assurance", "verifiers", "session_ttl", "jurisdictions")
 
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-_HOST_NAME = re.compile(
-    r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
-)
-_IPV6 = re.compile(r"\A[0-9a-f:.]+\Z")
 
 
 def load_policy(path: str | Path, *, known_verifiers: Collection[str] | None = None) -> Policy:
@@ -295,18 +292,15 @@ def _pattern(value: object, case_insensitive: bool) -> PathPattern:
 def _hosts(value: object) -> frozenset[str]:
     hosts = set()
     for item in string_list(value, "host"):
-        host = item.lower().rstrip(".")
-        if "*" in host:
+        if "*" in item:
             raise FieldError(f"wildcard hosts are not supported, got {item!r}; list each host")
-        if "/" in host:
+        if "/" in item:
             raise FieldError(f"expected a host name, got a URL {item!r}; write only the host")
-        if host.startswith("["):
-            host = host.strip("[]")
-        elif ":" in host and not _IPV6.match(host):
-            raise FieldError(f"write the host without a port, got {item!r}")
-        if not (_HOST_NAME.match(host) or (":" in host and _IPV6.match(host))):
-            raise FieldError(f"expected a host name such as shop.example, got {item!r}")
-        hosts.add(normalize_host(host))
+        try:
+            # The request path's own parser, so a rule names hosts exactly as they are matched.
+            hosts.add(host_name(item))
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
     return frozenset(hosts)
 
 

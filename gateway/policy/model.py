@@ -11,7 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from gateway.errors import BadRequest
+from gateway.hosts import parse_host
 from gateway.policy.matcher import PathPattern, match_key
 from verifiers.base import AssuranceLevel
 
@@ -26,18 +29,7 @@ __all__ = [
     "Requirement",
     "Rule",
     "TestSession",
-    "normalize_host",
 ]
-
-
-def normalize_host(host: str) -> str:
-    """Lower-case, without port, IPv6 without brackets, no trailing dot."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    if host.count(":") == 1:
-        host = host.partition(":")[0]
-    return host.rstrip(".")
 
 
 class Outcome(enum.StrEnum):
@@ -225,11 +217,11 @@ class Policy:
         ``path`` is canonical, without query; ``host`` is compared without
         port and case; None matches only rules without ``hosts``.
         """
-        # Callers pass normalized values; normalizing again keeps a host-restricted
-        # protected rule from being skipped over "Shop.Example:443".  Only policies
+        # Callers pass normal names; reading the host again keeps a host-restricted
+        # protected rule from being skipped over "Shop.Example.:443".  Only policies
         # that restrict hosts pay for it.
         if host is not None and self._uses_hosts:
-            host = normalize_host(host)
+            host = _host_key(host)
         if not method.isupper():
             method = method.upper()
         key = match_key(path)
@@ -247,4 +239,19 @@ class Policy:
         for rule in self.rules:
             if rule.name == name:
                 return rule
+        return None
+
+
+@lru_cache(maxsize=1024)  # bounded; policies that restrict hosts read one per request
+def _host_key(host: str) -> str | None:
+    """The normal name of ``host``; None for a malformed one, which no ``hosts:`` lists.
+
+    Request paths refuse a malformed host (400) before matching, so None here only
+    comes from a direct caller, and it matches only rules without ``hosts``.
+    """
+    if host.count(":") > 1 and not host.startswith("["):
+        host = f"[{host}]"  # a bare IPv6 name, as split_target and the gate pass it
+    try:
+        return parse_host(host).name
+    except BadRequest:
         return None

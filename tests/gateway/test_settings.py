@@ -137,6 +137,19 @@ def test_hosts_default_to_public_origin_host() -> None:
     assert settings.public_origin == "https://shop.example:8443"
 
 
+def test_hosts_are_read_by_the_request_parser() -> None:
+    # The same normal form the gateway matches a Host against (gateway/hosts.py).
+    settings = parse_settings({"hosts": ["Shop.Example.", "[::1]", "0:0::2"]}, environ={})
+    assert settings.hosts == {"shop.example", "::1", "::2"}
+
+
+@pytest.mark.parametrize("host", ["shop_x.example", "shop.example:8080", "[shop]", "a b", ""])
+def test_malformed_hosts_setting_names_the_key(host: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"hosts": [host]}, environ={})
+    assert info.value.key == "hosts"
+
+
 def test_empty_trusted_proxies_trusts_no_one() -> None:
     assert parse_settings({}, environ={}).trusted_proxies == ()
 

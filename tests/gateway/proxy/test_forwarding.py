@@ -359,3 +359,17 @@ def test_a_value_whose_scheme_is_ours_never_goes_upstream(raw):
     out = build([(b"authorization", raw)])
     forwarded = value(out, b"authorization")
     assert (forwarded == []) == (auth_scheme(raw) in CREDENTIAL_SCHEMES)
+
+
+def test_client_host_is_replaced_by_the_accepted_one_not_duplicated():
+    # The gateway passes the normal form it accepted; the client's spelling never goes on.
+    out = build([(b"host", b"LocalHost."), (b"accept", b"*/*")])
+    assert value(out, b"host") == [b"shop.example"]
+    assert value(out, b"x-forwarded-host") == [b"shop.example"]
+
+
+def test_trusted_peer_forwarded_host_is_normalised_or_replaced():
+    odd = build([(b"x-forwarded-host", b"[shop.example]evil.example")], trusted=True)
+    assert value(odd, b"x-forwarded-host") == [b"shop.example"]
+    spelled = build([(b"x-forwarded-host", b"WWW.Shop.Example.:443")], trusted=True)
+    assert value(spelled, b"x-forwarded-host") == [b"www.shop.example:443"]
