@@ -15,8 +15,9 @@ sent with its own ``Content-Length`` (``0`` is sent only for methods that carry
 a body); an iterator body is sent with the ``Content-Length`` the proxy
 validated and puts in the headers (the pool refuses to send more or fewer
 bytes than that), and chunked otherwise.  The client's own framing headers
-never reach this interface (:mod:`gateway.forwarding` drops them).  Failures are :class:`UpstreamError`:
-``upstream_unavailable`` (502) or ``upstream_timeout`` (504).
+never reach this interface (:mod:`gateway.forwarding` drops them).  Failures
+are :class:`UpstreamError`: ``upstream_unavailable`` (502) or
+``upstream_timeout`` (504).
 """
 
 from __future__ import annotations
