@@ -31,10 +31,10 @@ of a 6 s wrk load on this machine), and it does what the gateway needs and uvico
   request body bytes, none for ``body`` seconds, or a body still arriving
   ``body_deadline`` seconds after the app first waited for it, ends the
   connection: ``408`` if no response has started, else a plain drop.  While a
-  response waits for the client to read (writing paused), ``send`` seconds
-  without progress drop the connection and wake the app, which then lets its
-  upstream connection go.  A client that stalls thus cannot pin what the app
-  holds for it.
+  response waits for the client to read (writing paused), ``send`` seconds in
+  which the client takes none of the bytes written (ours or the kernel's) drop
+  the connection and wake the app, which then lets its upstream connection go.
+  A client that stalls thus cannot pin what the app holds for it.
 * **One write per small response.**  A response head is held until its first
   body chunk (or the end of the loop iteration) and leaves with it, so a small
   response costs one syscall and one wake-up of the client, not two.
@@ -51,7 +51,11 @@ uvicorn's WebSocket protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import struct
+import termios
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -165,7 +169,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._timer = ConnectionTimer(self.loop, self._on_timer)  # idle and head deadlines
         self._idle_since = 0.0
-        self._drain_since = 0.0  # when writing last paused (the send timeout counts from it)
+        self._drain_since = 0.0  # when the client last took bytes while writing was paused
+        self._drain_left = 0  # bytes still buffered for it then
         self._body_wait_since = 0.0  # when the app last began to wait for body bytes
         self._body_exchange: Exchange | None = None  # the exchange _body_since belongs to
         self._body_since = 0.0  # when the app first waited for that exchange's body
@@ -229,6 +234,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self._drain is None:
             self._drain = self.loop.create_future()
             self._drain_since = now = self.loop.time()
+            self._drain_left = self._unsent()
             self._timer.arm_no_later(now + self.send_timeout)
         await self._drain
 
@@ -429,6 +435,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
         """End the connection if the app has waited on the client too long; else re-arm."""
         deadline: float | None = None
         if self._drain is not None and self.write_paused:
+            left = self._unsent()
+            if left < self._drain_left:  # the client took some: a slow reader, not a stalled one
+                self._drain_since, self._drain_left = now, left
             deadline = self._drain_since + self.send_timeout
             if now >= deadline:
                 log.info("client stopped reading", extra={"event": "send_timeout"})
@@ -445,6 +454,20 @@ class GatewayHttpProtocol(asyncio.Protocol):
             deadline = body_deadline if deadline is None else min(deadline, body_deadline)
         if deadline is not None:
             self._timer.arm(deadline)
+
+    def _unsent(self) -> int:
+        """Bytes written that the client has not taken: in our buffer and the kernel's.
+
+        The kernel's count matters: with a large send buffer, a client reading slowly
+        frees kernel space long before the kernel asks us for more bytes.
+        """
+        size = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                size += struct.unpack("i", queued)[0]
+        return size
 
     def _body_too_slow(self, exchange: Exchange) -> None:
         # The app stops waiting now (http.disconnect), before anything else is written.

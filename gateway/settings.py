@@ -406,8 +406,8 @@ def _buffer_size(value: object) -> int:
 
 def _positive_duration(value: object) -> float:
     seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"expected a duration above 0 like 10s, got {value!r}")
+    if not 0 < seconds < 1e9:  # also no infinity: it becomes a loop deadline
+        raise ValueError(f"expected a finite duration above 0 like 10s, got {value!r}")
     return seconds
 
 
