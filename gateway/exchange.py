@@ -81,6 +81,9 @@ class Connection(Protocol):
     def resume_reading(self) -> None:
         """Read from the client again, unless the connection must not yet."""
 
+    def waiting_for_body(self, exchange: Exchange) -> None:
+        """Called when ``exchange``'s app must wait for request body bytes."""
+
     def response_complete(self, exchange: Exchange) -> None:
         """Called when the last byte of ``exchange``'s response was written."""
 
@@ -178,6 +181,8 @@ class Exchange:
             if self.disconnected or self.complete:
                 return {"type": "http.disconnect"}
             self.conn.resume_reading()
+            if self.more_body:
+                self.conn.waiting_for_body(self)  # bounded by the body timeouts
             self.waiter = self.conn.loop.create_future()
             try:
                 await self.waiter

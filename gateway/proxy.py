@@ -9,6 +9,11 @@ What the client sees:
 - the upstream's status, headers (minus hop-by-hop ones; repeated fields such as
   ``Set-Cookie`` kept separate) and bytes;
 - ``413`` when the request body is larger than ``max_request_body``;
+- a request body up to ``request_buffer_size`` is read whole before an upstream
+  connection is taken, and sent with a ``Content-Length`` of the bytes read
+  (nginx's ``proxy_request_buffering``): a client trickling its body holds a
+  client connection, which the server's body timeouts bound, never an upstream
+  one.  A larger body streams after its first ``request_buffer_size`` bytes;
 - ``502 upstream_unavailable`` / ``504 upstream_timeout`` as problem responses
   when the upstream fails before its response head;
 - a dropped connection when it fails after the head: a response that has started
@@ -124,6 +129,8 @@ class Proxy:
         forward_client_ip: bool,
         strip_cookie_names: Collection[bytes],
         max_request_body: int,
+        request_buffer_size: int = 64 * 1024,
+        max_connections: int = 100,
         client: str = "pool",
     ) -> None:
         self.upstream = upstream.rstrip("/")
@@ -134,12 +141,16 @@ class Proxy:
         self._strip_cookies = frozenset(strip_cookie_names)
         self.credential_schemes = CREDENTIAL_SCHEMES  # plus the plug-ins' (add_credential_scheme)
         self._max_body = max_request_body
+        self._buffer_size = request_buffer_size
+        self._max_connections = max_connections
         self._kind = client
         self._client: UpstreamClient | None = None
         self._ws: AiohttpClient | None = None
         self._forwarding: ForwardingCache = {}
         self._trusted_peers: dict[str | None, bool] = {}
         make_client(client, self.upstream, connect_timeout=1, read_timeout=1)  # validate kind
+        if request_buffer_size < 1 or max_connections < 1:
+            raise ValueError("request_buffer_size and max_connections must be positive")
 
     def add_credential_scheme(self, scheme: str) -> None:
         """Never forward an ``Authorization`` in ``scheme`` (a verifier plug-in's)."""
@@ -148,7 +159,10 @@ class Proxy:
     async def start(self) -> None:
         """Create the upstream client(s); call once from the app lifespan."""
         self._ws = AiohttpClient(
-            self.upstream, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout
+            self.upstream,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+            max_connections=self._max_connections,
         )
         await self._ws.start()
         if self._kind == "aiohttp":
@@ -159,6 +173,7 @@ class Proxy:
                 self.upstream,
                 connect_timeout=self._connect_timeout,
                 read_timeout=self._read_timeout,
+                max_connections=self._max_connections,
             )
             await self._client.start()
 
@@ -255,6 +270,9 @@ class Proxy:
                 # Streamed with the length the client declared (checked to be a number);
                 # the upstream client holds the bytes it sends to it.
                 headers.append((b"content-length", length))
+            elif expect and isinstance(body, bytes):
+                # Read already (after our own 100 Continue): the upstream gets it whole.
+                headers = [pair for pair in headers if pair[0] != b"expect"]
         try:
             response = await self._client.request(method, target, headers, body)
         except (UpstreamError, BodyAborted) as exc:
@@ -294,7 +312,6 @@ class Proxy:
         head: bool,
     ) -> tuple[RequestBody, _RequestBody] | int:
         """The body to send upstream, or the status already answered (400, 413, gone)."""
-        body: RequestBody
         reader = _RequestBody(receive, self._max_body, None)
         if length is not None:
             if not length.isdigit():
@@ -310,23 +327,32 @@ class Proxy:
             if int(length) > self._max_body:
                 return await self._too_large(send, accept, head)
         # (No body at all is answered by forward() before it comes here.)
-        if expect:
-            body = reader.chunks()  # read only when the upstream asks for it (100-continue)
-        else:
+        declared = -1 if length is None else int(length)
+        if expect and declared > self._buffer_size:
+            # Too large to buffer: read only when the upstream asks for it (100-continue).
+            return reader.chunks(), reader
+        # Buffered before any upstream connection is taken: a client that trickles its
+        # body waits on the server's body timeouts alone (nginx: proxy_request_buffering).
+        parts: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return CLIENT_GONE
-            first = message.get("body", b"")
-            if len(first) > self._max_body:
+            data = message.get("body", b"")
+            size += len(data)
+            if size > self._max_body:
                 return await self._too_large(send, accept, head)
-            if message.get("more_body", False) or length is None:
-                # A chunked request stays chunked upstream, however it arrived.
-                reader.first = first
-                reader.more = message.get("more_body", False)
-                body = reader.chunks()
-            else:
-                body, reader.done = first, True
-        return body, reader
+            parts.append(data)
+            if not message.get("more_body", False):
+                reader.done = True
+                return (parts[0] if len(parts) == 1 else b"".join(parts)), reader
+            if size >= self._buffer_size:
+                break
+        # Larger: what is read leads, the rest streams (chunked when it came chunked).
+        reader.first = b"".join(parts)
+        reader.more = True
+        return reader.chunks(), reader
 
     async def _too_large(self, send: Send, accept: bytes | None, head: bool) -> int:
         detail = f"the request body is larger than {self._max_body} bytes"

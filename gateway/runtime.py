@@ -181,6 +181,8 @@ class Runtime:
                 forward_client_ip=settings.forward_client_ip,
                 strip_cookie_names=(SESSION_COOKIE.encode(), CHALLENGE_COOKIE.encode()),
                 max_request_body=settings.max_request_body,
+                request_buffer_size=settings.request_buffer_size,
+                max_connections=settings.upstream_max_connections,
             ),
             verifiers={},
             client_hmac_key=derive_key(master, "client-bucket"),

@@ -23,18 +23,33 @@ import uvicorn
 
 from gateway.app import GatewayApp, build_app
 from gateway.observability import configure_logging, flush_logs, log_event
-from gateway.server import serve_config
+from gateway.server import ClientTimeouts, serve_config
 from gateway.settings import Listen, Settings
 from gateway.types import ASGIApp
 
-__all__ = ["run", "uvicorn_config"]
+__all__ = ["client_timeouts", "run", "uvicorn_config"]
 
 
 def uvicorn_config(
-    app: ASGIApp, listen: Listen, *, lifespan: Literal["on", "off"]
+    app: ASGIApp,
+    listen: Listen,
+    *,
+    lifespan: Literal["on", "off"],
+    timeouts: ClientTimeouts | None = None,
 ) -> uvicorn.Config:
     """A uvicorn config for one listener: httptools + uvloop, our logging, no proxy headers."""
-    return serve_config(app, host=listen.host, port=listen.port, lifespan=lifespan)
+    return serve_config(
+        app, host=listen.host, port=listen.port, lifespan=lifespan, client_timeouts=timeouts
+    )
+
+
+def client_timeouts(settings: Settings) -> ClientTimeouts:
+    """The waits on a client's body and reading, from settings (every listener's)."""
+    return ClientTimeouts(
+        body=settings.client_body_timeout,
+        body_deadline=settings.client_body_deadline,
+        send=settings.send_timeout,
+    )
 
 
 class _Server(uvicorn.Server):
@@ -66,17 +81,18 @@ async def _serve(
     app: GatewayApp, settings: Settings, sockets: list[socket.socket] | None, with_admin: bool
 ) -> bool:
     """Serve until told to stop; False when the gateway failed to start."""
-    primary = _Server(uvicorn_config(app, settings.listen, lifespan="on"))
+    timeouts = client_timeouts(settings)
+    primary = _Server(uvicorn_config(app, settings.listen, lifespan="on", timeouts=timeouts))
     secondaries: list[uvicorn.Server] = []
     if with_admin:
-        secondaries.append(
-            _SecondaryServer(uvicorn_config(app.admin, settings.admin_listen, lifespan="off"))
-        )
+        admin = uvicorn_config(app.admin, settings.admin_listen, lifespan="off", timeouts=timeouts)
+        secondaries.append(_SecondaryServer(admin))
         if settings.authz_listen is not None:
             # One forward-auth listener per process group, like the admin one.
-            secondaries.append(
-                _SecondaryServer(uvicorn_config(app.authz, settings.authz_listen, lifespan="off"))
+            authz = uvicorn_config(
+                app.authz, settings.authz_listen, lifespan="off", timeouts=timeouts
             )
+            secondaries.append(_SecondaryServer(authz))
     tasks = [asyncio.create_task(server.serve()) for server in secondaries]
     try:
         await primary.serve(sockets=sockets)

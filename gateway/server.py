@@ -26,6 +26,15 @@ of a 6 s wrk load on this machine), and it does what the gateway needs and uvico
   ``timeout_keep_alive``; a head that has begun must be complete within
   :data:`HEAD_TIMEOUT` seconds (else ``408``): a client trickling bytes cannot
   hold a connection open forever.
+* **Body and send timeouts** (:class:`ClientTimeouts`, like nginx's
+  ``client_body_timeout`` and ``send_timeout``).  While the app waits for
+  request body bytes, none for ``body`` seconds, or a body still arriving
+  ``body_deadline`` seconds after the app first waited for it, ends the
+  connection: ``408`` if no response has started, else a plain drop.  While a
+  response waits for the client to read (writing paused), ``send`` seconds in
+  which the client takes none of the bytes written (ours or the kernel's) drop
+  the connection and wake the app, which then lets its upstream connection go.
+  A client that stalls thus cannot pin what the app holds for it.
 * **One write per small response.**  A response head is held until its first
   body chunk (or the end of the loop iteration) and leaves with it, so a small
   response costs one syscall and one wake-up of the client, not two.
@@ -42,8 +51,13 @@ uvicorn's WebSocket protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import struct
+import termios
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -57,10 +71,15 @@ from gateway.paths import split_target
 from gateway.timers import ConnectionTimer
 
 __all__ = [
+    "BODY_DEADLINE",
+    "BODY_TIMEOUT",
     "HEAD_TIMEOUT",
     "MAX_HEADER_BYTES",
     "MAX_HEADER_COUNT",
     "MAX_TARGET_BYTES",
+    "SEND_TIMEOUT",
+    "ClientTimeouts",
+    "GatewayConfig",
     "GatewayHttpProtocol",
     "serve_config",
 ]
@@ -72,6 +91,9 @@ MAX_TARGET_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 MAX_HEADER_COUNT = 100
 HEAD_TIMEOUT = 10.0  # seconds from a head's first byte to its end (nginx: client_header_timeout)
+BODY_TIMEOUT = 10.0  # seconds without a body byte while the app waits for one
+BODY_DEADLINE = 60.0  # seconds from the app's first wait for a body to the body's end
+SEND_TIMEOUT = 30.0  # seconds a response may wait for the client to read
 _BODY_HIGH_WATER = 64 * 1024  # buffered request body bytes before reading pauses
 
 _REASONS = {
@@ -81,6 +103,23 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
 }
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTimeouts:
+    """How long the protocol waits on a client's request body and on its reading."""
+
+    body: float = BODY_TIMEOUT
+    body_deadline: float = BODY_DEADLINE
+    send: float = SEND_TIMEOUT
+
+
+class GatewayConfig(uvicorn.Config):
+    """A :class:`uvicorn.Config` that also carries the :class:`ClientTimeouts`."""
+
+    def __init__(self, app: Any, *, client_timeouts: ClientTimeouts, **kw: Any) -> None:
+        super().__init__(app, **kw)
+        self.client_timeouts = client_timeouts
 
 
 class _Refused(Exception):
@@ -111,6 +150,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.app_state = app_state
         self.keep_alive_timeout = float(config.timeout_keep_alive)
         self.head_timeout = HEAD_TIMEOUT
+        timeouts = getattr(config, "client_timeouts", None) or ClientTimeouts()
+        self.body_timeout: float = timeouts.body
+        self.body_deadline: float = timeouts.body_deadline
+        self.send_timeout: float = timeouts.send
         self.parser = httptools.HttpRequestParser(self)
         # Answer the first of pipelined requests even when it says Connection: close.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -126,6 +169,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._timer = ConnectionTimer(self.loop, self._on_timer)  # idle and head deadlines
         self._idle_since = 0.0
+        self._drain_since = 0.0  # when the client last took bytes while writing was paused
+        self._drain_left = 0  # bytes still buffered for it then
+        self._body_wait_since = 0.0  # when the app last began to wait for body bytes
+        self._body_exchange: Exchange | None = None  # the exchange _body_since belongs to
+        self._body_since = 0.0  # when the app first waited for that exchange's body
         # The request head being parsed.
         self._in_head = False
         self._head_since = 0.0
@@ -182,10 +230,26 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._drain = None
 
     async def drain(self) -> None:
-        """Wait until the client has read enough of what was written."""
+        """Wait until the client has read enough of what was written (``send`` timeout)."""
         if self._drain is None:
             self._drain = self.loop.create_future()
+            self._drain_since = now = self.loop.time()
+            self._drain_left = self._unsent()
+            self._timer.arm_no_later(now + self.send_timeout)
         await self._drain
+
+    def waiting_for_body(self, exchange: Exchange) -> None:
+        """The app waits for request body bytes: bound the wait (``body`` timeouts).
+
+        Only called when it must wait, so a request without a body arms nothing.
+        """
+        self._body_wait_since = now = self.loop.time()
+        if self._body_exchange is not exchange:
+            self._body_exchange = exchange
+            self._body_since = now
+        self._timer.arm_no_later(
+            min(now + self.body_timeout, self._body_since + self.body_deadline)
+        )
 
     # httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
@@ -340,16 +404,20 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def _became_idle(self) -> None:
         # One timer per connection, armed when idle and checked when it fires: moving a
         # timer on every request would cost more than the check.
+        # (A body or send deadline may have moved it later: the idle one comes first.)
         self._idle_since = self.loop.time()
-        if not self._timer.armed:
-            self._timer.arm(self._idle_since + self.keep_alive_timeout)
+        self._timer.arm_no_later(self._idle_since + self.keep_alive_timeout)
 
     def _on_timer(self) -> None:
-        if self.transport.is_closing() or self.active is not None:
-            # A response is being written: the next idle period arms the timer again,
-            # and a head that arrived meanwhile is judged then (never answered first).
+        if self.transport.is_closing():
             return
         now = self.loop.time()
+        if self.active is not None:
+            # A response is being written: only waits on the client are bounded now; the
+            # next idle period arms the timer again, and a head that arrived meanwhile is
+            # judged then (never answered first).
+            self._check_waits(self.active, now)
+            return
         if self._in_head:
             deadline = self._head_since + self.head_timeout
             if now >= deadline:
@@ -362,6 +430,55 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
         self._timer.arm(deadline)
+
+    def _check_waits(self, exchange: Exchange, now: float) -> None:
+        """End the connection if the app has waited on the client too long; else re-arm."""
+        deadline: float | None = None
+        if self._drain is not None and self.write_paused:
+            left = self._unsent()
+            if left < self._drain_left:  # the client took some: a slow reader, not a stalled one
+                self._drain_since, self._drain_left = now, left
+            deadline = self._drain_since + self.send_timeout
+            if now >= deadline:
+                log.info("client stopped reading", extra={"event": "send_timeout"})
+                # close() would wait for the unread bytes to leave: never, here.
+                self.transport.abort()
+                return
+        if exchange.waiter is not None and exchange.more_body and exchange is self._body_exchange:
+            body_deadline = min(
+                self._body_wait_since + self.body_timeout, self._body_since + self.body_deadline
+            )
+            if now >= body_deadline:
+                self._body_too_slow(exchange)
+                return
+            deadline = body_deadline if deadline is None else min(deadline, body_deadline)
+        if deadline is not None:
+            self._timer.arm(deadline)
+
+    def _unsent(self) -> int:
+        """Bytes written that the client has not taken: in our buffer and the kernel's.
+
+        The kernel's count matters: with a large send buffer, a client reading slowly
+        frees kernel space long before the kernel asks us for more bytes.
+        """
+        size = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                size += struct.unpack("i", queued)[0]
+        return size
+
+    def _body_too_slow(self, exchange: Exchange) -> None:
+        # The app stops waiting now (http.disconnect), before anything else is written.
+        exchange.disconnected = True
+        exchange.wake()
+        if exchange.started:
+            log.info("request body too slow", extra={"event": "body_timeout"})
+            self.transport.abort()  # a response has begun: it cannot become a 408
+            return
+        log.info("request body too slow", extra={"event": "bad_request", "status": 408})
+        self._answer_and_close(408)
 
     # refusals and upgrades ------------------------------------------------------
     def _refuse(self, status: int) -> None:
@@ -443,12 +560,15 @@ def serve_config(
     host: str,
     port: int,
     lifespan: Literal["auto", "on", "off"] = "on",
+    client_timeouts: ClientTimeouts | None = None,
     **kw: Any,
-) -> uvicorn.Config:
+) -> GatewayConfig:
     """A :class:`uvicorn.Config` for the gateway's public (or admin) listener.
 
-    ``kw`` may override any other :class:`uvicorn.Config` argument, except the
-    protocol and proxy-header handling, which the gateway's security depends on.
+    ``client_timeouts`` bound the waits on a client's body and reading (the
+    defaults without).  ``kw`` may override any other :class:`uvicorn.Config`
+    argument, except the protocol and proxy-header handling, which the
+    gateway's security depends on.
     """
     for forbidden in ("http", "proxy_headers", "forwarded_allow_ips"):
         if forbidden in kw:
@@ -469,8 +589,9 @@ def serve_config(
         "log_config": None,  # logging is configured by the gateway, not by uvicorn's dictConfig
     }
     options.update(kw)
-    return uvicorn.Config(
+    return GatewayConfig(
         app,
+        client_timeouts=client_timeouts or ClientTimeouts(),
         host=host,
         port=port,
         lifespan=lifespan,

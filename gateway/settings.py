@@ -67,6 +67,11 @@ class Settings:
     upstream_connect_timeout: float
     upstream_read_timeout: float
     max_request_body: int
+    request_buffer_size: int  # request bodies up to this are read whole before the upstream
+    upstream_max_connections: int
+    client_body_timeout: float
+    client_body_deadline: float
+    send_timeout: float
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
     base_dir: Path = field(default=Path("."))
@@ -104,6 +109,11 @@ _DEFAULTS: dict[str, Any] = {
     "upstream_connect_timeout": "5s",
     "upstream_read_timeout": "60s",
     "max_request_body": 10 * 1024 * 1024,
+    "request_buffer_size": 64 * 1024,
+    "upstream_max_connections": 100,
+    "client_body_timeout": "10s",
+    "client_body_deadline": "60s",
+    "send_timeout": "30s",
     "rate_limit": 60,
     "workers": 1,
 }
@@ -207,6 +217,11 @@ def parse_settings(
         upstream_connect_timeout=get("upstream_connect_timeout", parse_duration),
         upstream_read_timeout=get("upstream_read_timeout", parse_duration),
         max_request_body=get("max_request_body", _positive_int),
+        request_buffer_size=get("request_buffer_size", _buffer_size),
+        upstream_max_connections=get("upstream_max_connections", _positive_int),
+        client_body_timeout=get("client_body_timeout", _positive_duration),
+        client_body_deadline=get("client_body_deadline", _positive_duration),
+        send_timeout=get("send_timeout", _positive_duration),
         rate_limit=get("rate_limit", _non_negative_int),
         workers=get("workers", _positive_int),
         base_dir=base,
@@ -377,6 +392,23 @@ def _bool(value: object) -> bool:
     }:
         return value.lower() in {"true", "1", "yes", "on"}
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+_MAX_BUFFER = 16 * 1024 * 1024  # per request in memory; more is an upload to stream
+
+
+def _buffer_size(value: object) -> int:
+    number = _positive_int(value)
+    if number > _MAX_BUFFER:
+        raise ValueError(f"expected at most {_MAX_BUFFER} bytes (16 MiB), got {value!r}")
+    return number
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if not 0 < seconds < 1e9:  # also no infinity: it becomes a loop deadline
+        raise ValueError(f"expected a finite duration above 0 like 10s, got {value!r}")
+    return seconds
 
 
 def _positive_int(value: object) -> int:

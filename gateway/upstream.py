@@ -217,15 +217,30 @@ class AiohttpClient:
 
 
 def make_client(
-    kind: str, base_url: str, *, connect_timeout: float, read_timeout: float
+    kind: str,
+    base_url: str,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    max_connections: int = 100,
 ) -> UpstreamClient:
     """The upstream client called ``kind`` (``"pool"`` or ``"aiohttp"``)."""
     if kind == "aiohttp":
-        return AiohttpClient(base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        return AiohttpClient(
+            base_url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+        )
     if kind == "pool":
         from gateway.upstream_pool import PoolClient
 
-        return PoolClient(base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        return PoolClient(
+            base_url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+        )
     raise ValueError(f"unknown upstream client {kind!r} (expected 'pool' or 'aiohttp')")
 
 

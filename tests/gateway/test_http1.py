@@ -40,6 +40,9 @@ from tests.support.echo_server import (
 HEAD_TIMEOUT = 1.0  # set in the servers below; the module default is 10 s
 KEEP_ALIVE = 1  # timeout_keep_alive of the short-timeouts server, seconds
 SLACK = 1.0  # seconds a timeout may fire late on a loaded 2-core machine
+BODY_TIMEOUT = 1.0  # ClientTimeouts of the stalling server, seconds
+BODY_DEADLINE = 3.0
+SEND_TIMEOUT = 1.0
 
 
 def echoed(response: Response) -> dict[str, Any]:
@@ -63,6 +66,15 @@ def short(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoServer]:
     """A server with 1 s keep-alive and head timeouts."""
     workdir = tmp_path_factory.mktemp("echo-short")
     with EchoServer(workdir, head_timeout=HEAD_TIMEOUT, timeout_keep_alive=KEEP_ALIVE) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stalling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoServer]:
+    """A server with short body and send timeouts (ClientTimeouts)."""
+    timeouts = {"body": BODY_TIMEOUT, "body_deadline": BODY_DEADLINE, "send": SEND_TIMEOUT}
+    workdir = tmp_path_factory.mktemp("echo-stalling")
+    with EchoServer(workdir, head_timeout=HEAD_TIMEOUT, client_timeouts=timeouts) as running:
         yield running
 
 
@@ -174,6 +186,89 @@ def test_a_late_head_behind_a_slow_response_does_not_preempt_it(short: EchoServe
         first = conn.read_response()
         assert first.status == 200, f"got {first.status} before the slow response"
         assert echoed(first)["query"] == "ms=2000"
+
+
+def test_a_stalled_request_body_gets_408_after_the_body_timeout(stalling: EchoServer) -> None:
+    # new behaviour (own protocol): the app waited for the rest of a body forever.
+    with Connection(stalling.port) as conn:
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
+        start = time.monotonic()
+        response = conn.read_response()
+        elapsed = time.monotonic() - start
+        assert response.status == 408
+        assert response.header("connection") == "close"
+        assert BODY_TIMEOUT - 0.2 <= elapsed <= BODY_TIMEOUT + SLACK, elapsed
+        assert conn.closed_within(SLACK) is not None
+
+
+def test_a_body_trickled_within_the_idle_timeout_is_cut_at_the_deadline(
+    stalling: EchoServer,
+) -> None:
+    with Connection(stalling.port) as conn:
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n")
+        start = time.monotonic()
+        elapsed = None
+        while time.monotonic() - start < BODY_DEADLINE + 3 * SLACK:
+            try:
+                conn.send(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                elapsed = time.monotonic() - start
+                break
+            if conn.closed_within(BODY_TIMEOUT / 2) is not None:
+                elapsed = time.monotonic() - start
+                break
+        assert elapsed is not None, "a body trickled past its deadline was still being read"
+        assert BODY_DEADLINE - 0.5 <= elapsed <= BODY_DEADLINE + SLACK, elapsed
+        assert conn.read_response().status == 408
+
+
+def test_a_steady_body_slower_than_the_idle_timeout_in_all_arrives(stalling: EchoServer) -> None:
+    with Connection(stalling.port) as conn:
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 6\r\n\r\n")
+        for byte in b"abcdef":  # 1.8 s in all, 0.3 s apart
+            time.sleep(0.3)
+            conn.send(bytes([byte]))
+        assert echoed(conn.read_response())["body"] == "abcdef"
+        assert echoed(conn.request(get("/after")))["raw_path"] == "/after"
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(
+    stalling: EchoServer,
+) -> None:
+    # new behaviour (own protocol): a response waited for its reader forever.
+    size = 64 * 1024 * 1024
+    with Connection(stalling.port, timeout=10, rcvbuf=16 * 1024) as conn:
+        conn.send(get(f"/big?bytes={size}"))
+        status, _ = conn.read_head()
+        assert status == 200
+        time.sleep(SEND_TIMEOUT + SLACK)  # reads nothing meanwhile
+        received = len(conn.buffer)
+        try:
+            while data := conn.sock.recv(1024 * 1024):
+                received += len(data)
+        except ConnectionResetError:
+            pass
+        assert received < size, "the whole response was kept for a client that stopped reading"
+
+
+def test_a_slow_but_reading_client_is_not_cut_by_the_send_timeout(stalling: EchoServer) -> None:
+    size = 8 * 1024 * 1024
+    # Reads of 64 KiB: loopback's MSS is that large, and the client's kernel opens its
+    # window only after a segment's worth was read.
+    with Connection(stalling.port, timeout=10, rcvbuf=256 * 1024) as conn:
+        conn.send(get(f"/big?bytes={size}"))
+        status, _ = conn.read_head()
+        assert status == 200
+        received = len(conn.buffer)
+        slow_until = time.monotonic() + 3 * SEND_TIMEOUT
+        while received < size:
+            slow = time.monotonic() < slow_until
+            data = conn.sock.recv(64 * 1024 if slow else 1024 * 1024)
+            assert data, f"closed after {received} of {size} bytes"
+            received += len(data)
+            if slow:
+                time.sleep(SEND_TIMEOUT / 8)  # the writer stays paused, yet sees progress
+        assert received == size
 
 
 # --- 3. Expect: 100-continue ---------------------------------------------------------

@@ -6,6 +6,8 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
 from gateway.keys import generate_key_line, key_id, parse_key_lines
@@ -81,6 +83,12 @@ def test_unknown_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
         ("verifiers: {x: {issuer: y}}\n", "verifiers"),
         ("session_keys: not-a-key\n", "session_keys"),
         ("admin_listen: 127.0.0.1:8080\n", "admin_listen"),
+        ("client_body_timeout: 0s\n", "client_body_timeout"),
+        ("client_body_deadline: never\n", "client_body_deadline"),
+        ("send_timeout: -1\n", "send_timeout"),
+        ("request_buffer_size: 0\n", "request_buffer_size"),
+        ("request_buffer_size: 17000000\n", "request_buffer_size"),
+        ("upstream_max_connections: none\n", "upstream_max_connections"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -117,6 +125,50 @@ def test_environment_overrides_scalars_and_lists(tmp_path: Path) -> None:
     assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
     assert settings.session_keys == parse_key_lines(KEY)
     assert settings.forward_client_ip is False
+
+
+def test_slow_client_limits_have_defaults_and_environment_overrides() -> None:
+    defaults = parse_settings({}, environ={})
+    assert defaults.client_body_timeout == 10.0
+    assert defaults.client_body_deadline == 60.0
+    assert defaults.send_timeout == 30.0
+    assert defaults.request_buffer_size == 64 * 1024
+    assert defaults.upstream_max_connections == 100
+    env = {
+        "AGEGATE_CLIENT_BODY_TIMEOUT": "2s",
+        "AGEGATE_CLIENT_BODY_DEADLINE": "2m",
+        "AGEGATE_SEND_TIMEOUT": "500ms",
+        "AGEGATE_REQUEST_BUFFER_SIZE": "1048576",
+        "AGEGATE_UPSTREAM_MAX_CONNECTIONS": "8",
+    }
+    settings = parse_settings({}, environ=env)
+    assert settings.client_body_timeout == 2.0
+    assert settings.client_body_deadline == 120.0
+    assert settings.send_timeout == 0.5
+    assert settings.request_buffer_size == 1024 * 1024
+    assert settings.upstream_max_connections == 8
+
+
+@given(st.one_of(st.integers(), st.text(max_size=12), st.floats(allow_nan=False)))
+def test_slow_client_timeouts_are_positive_durations_or_errors_naming_the_key(
+    value: object,
+) -> None:
+    try:
+        settings = parse_settings({"send_timeout": value}, environ={})
+    except ConfigError as exc:
+        assert exc.key == "send_timeout"
+    else:
+        assert 0 < settings.send_timeout < 1e9
+
+
+@given(st.one_of(st.integers(), st.text(max_size=12)))
+def test_request_buffer_size_is_a_bounded_positive_count_or_an_error(value: object) -> None:
+    try:
+        settings = parse_settings({"request_buffer_size": value}, environ={})
+    except ConfigError as exc:
+        assert exc.key == "request_buffer_size"
+    else:
+        assert 0 < settings.request_buffer_size <= 16 * 1024 * 1024
 
 
 def test_environment_error_names_the_variable() -> None:

@@ -242,7 +242,8 @@ _ROUTES: dict[str, Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[No
 class EchoServer:
     """:func:`echo_app` served by ``gateway.server.serve_config`` in a subprocess.
 
-    ``config`` goes to ``serve_config`` (``timeout_keep_alive=1``, say);
+    ``config`` goes to ``serve_config`` (``timeout_keep_alive=1``, say;
+    ``client_timeouts`` as a dict of :class:`gateway.server.ClientTimeouts` fields);
     ``head_timeout`` sets ``gateway.server.HEAD_TIMEOUT`` in the subprocess
     when the module has it.  The process's stderr goes to ``server.log`` in
     ``workdir``, the app's events to ``events.txt``.
@@ -501,9 +502,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.head_timeout is not None and hasattr(gateway.server, "HEAD_TIMEOUT"):
         gateway.server.HEAD_TIMEOUT = args.head_timeout
-    config = gateway.server.serve_config(
-        echo_app, host="127.0.0.1", port=args.port, **json.loads(args.config)
-    )
+    options = json.loads(args.config)
+    if "client_timeouts" in options:  # {"body": s, "body_deadline": s, "send": s}
+        options["client_timeouts"] = gateway.server.ClientTimeouts(**options["client_timeouts"])
+    config = gateway.server.serve_config(echo_app, host="127.0.0.1", port=args.port, **options)
     # uvicorn re-raises the SIGTERM it handled once it has shut down; ignored here, so
     # exit status 0 means a shutdown that completed, not one cut short by the signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
