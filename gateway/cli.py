@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = policy_commands.add_parser("check", help="validate policies and run their tests")
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "--config", help="also check verifier names against these settings' verifiers"
+    )
     explain = policy_commands.add_parser("explain", help="show the rule a request matches")
     explain.add_argument("file", metavar="FILE")
     explain.add_argument("request", metavar='"METHOD URL"')
@@ -137,7 +140,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from gateway.policy.commands import check_command, explain_command
 
         if args.policy_command == "check":
-            return check_command(args.files, sys.stdout, sys.stderr)
+            known = None
+            if args.config is not None:
+                from gateway.settings import load_settings
+
+                known = set(load_settings(args.config).verifiers)
+            return check_command(args.files, sys.stdout, sys.stderr, known_verifiers=known)
         return explain_command(
             args.file,
             args.request,

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.errors import ConfigError
-from verifiers.config import parse_duration
+from verifiers.config import did_you_mean, parse_duration
 
 __all__ = ["Listen", "LogSettings", "Settings", "load_settings", "parse_settings"]
 
@@ -153,7 +153,8 @@ def parse_settings(
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:
         allowed = ", ".join(sorted(_DEFAULTS))
-        raise ConfigError(f"unknown key (allowed: {allowed})", source=source, key=unknown[0])
+        hint = did_you_mean(unknown[0], _DEFAULTS)
+        raise ConfigError(f"unknown key{hint} (allowed: {allowed})", source=source, key=unknown[0])
     values: dict[str, Any] = {**_DEFAULTS, **raw}
     origin: dict[str, str] = {key: source for key in raw}
     for key, default in _DEFAULTS.items():

@@ -201,3 +201,72 @@ def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "upstream" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def write_policy(tmp_path: Path, verifier: str) -> Path:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\nroutes:\n"
+        f"  - {{name: wine, path: /wine/**, min_age: 18, verifiers: [{verifier}]}}\n"
+        "  - {name: rest, path: /**, action: allow}\n"
+    )
+    return policy
+
+
+def test_policy_check_with_config_refuses_an_unknown_verifier_name(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    policy = write_policy(tmp_path, "reference-tokn")
+    result = agegate("policy", "check", "--config", str(config), str(policy))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert str(policy) in result.stderr
+    assert "rule 'wine'" in result.stderr and "field 'verifiers'" in result.stderr
+    assert "did you mean 'reference-token'?" in result.stderr
+    # Without --config the names are not checked: the same file passes.
+    assert agegate("policy", "check", str(policy)).returncode == 0
+
+
+def test_policy_check_with_config_accepts_configured_verifier_names(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    policy = write_policy(tmp_path, "reference-token")
+    result = agegate("policy", "check", "--config", str(config), str(policy))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK")
+
+
+def test_policy_check_with_a_broken_config_is_a_usage_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, surprise=1)
+    result = agegate("policy", "check", "--config", str(config), str(EXAMPLE))
+    assert result.returncode == 2
+    assert "surprise" in result.stderr
+
+
+def test_config_naming_a_missing_policy_file_is_a_configuration_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, policy="no-such-policy.yaml")
+    for command in (("config", "check"), ("run",)):
+        result = agegate(*command, "--config", str(config))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "policy" in result.stderr and "no-such-policy.yaml" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "suggestion"),
+    [
+        ({"polcy": "p.yaml"}, "did you mean 'policy'?"),
+        ({"admin_listn": "127.0.0.1:9999"}, "did you mean 'admin_listen'?"),
+        (
+            {"verifiers": {"t": {"kind": "age-token", "issuer": "https://i", "jwks_url": "x"}}},
+            "did you mean 'jwks_uri'?",
+        ),
+        (
+            {"verifiers": {"p": {"kind": "privacy-pass", "isuer_name": "i.test"}}},
+            "did you mean 'issuer_name'?",
+        ),
+    ],
+)
+def test_unknown_settings_key_suggests_the_closest(
+    tmp_path: Path, extra: dict[str, object], suggestion: str
+) -> None:
+    result = agegate("config", "check", "--config", str(write_config(tmp_path, **extra)))
+    assert result.returncode == 2
+    assert suggestion in result.stderr
