@@ -68,6 +68,7 @@ class Settings:
     max_request_body: int
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
+    session_keys_file: Path | None = None  # where session_keys were read from, if a file
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
@@ -213,6 +214,7 @@ def parse_settings(
         max_request_body=get("max_request_body", _positive_int),
         rate_limit=get("rate_limit", _non_negative_int),
         workers=get("workers", _positive_int),
+        session_keys_file=_keys_file(values, base),
         base_dir=base,
         source=source,
     )
@@ -318,6 +320,13 @@ def _session_keys(
                 f"{path}: {exc}", source=where("session_keys_file"), key="session_keys_file"
             ) from None
     return ()
+
+
+def _keys_file(values: Mapping[str, Any], base: Path) -> Path | None:
+    # Inline keys (AGEGATE_SESSION_KEYS) win over the file, as in _session_keys.
+    if values.get("session_keys") is not None or values.get("session_keys_file") is None:
+        return None
+    return _path(values["session_keys_file"], base)
 
 
 def _store(value: object) -> str:

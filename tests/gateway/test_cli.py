@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.keys import generate_key_line, parse_key_lines
+from tests.support.gateway import GatewayProcess
 from verifiers import sdk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -270,3 +273,62 @@ def test_unknown_settings_key_suggests_the_closest(
     result = agegate("config", "check", "--config", str(write_config(tmp_path, **extra)))
     assert result.returncode == 2
     assert suggestion in result.stderr
+
+
+def test_keys_generate_out_writes_a_file_only_its_owner_can_read(tmp_path: Path) -> None:
+    out = tmp_path / "session.keys"
+    result = agegate("keys", "generate", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    [key] = parse_key_lines(out.read_text())
+    assert len(key) == 32
+    # The key goes to the file only, not to a terminal or a CI log.
+    assert out.read_text().strip() not in result.stdout + result.stderr
+
+
+def test_keys_generate_out_refuses_to_overwrite_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "session.keys"
+    old = generate_key_line() + "\n"
+    out.write_text(old)
+    result = agegate("keys", "generate", "--out", str(out))
+    assert result.returncode == 2
+    assert str(out) in result.stderr and "exists" in result.stderr
+    assert out.read_text() == old
+
+
+def test_config_check_warns_about_a_key_file_others_can_read(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    keys = tmp_path / "session.keys"
+    os.chmod(keys, 0o644)
+    result = agegate("config", "check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and str(keys) in result.stderr
+    os.chmod(keys, 0o600)
+    quiet = agegate("config", "check", "--config", str(config))
+    assert quiet.returncode == 0
+    assert "warning" not in quiet.stderr
+
+
+def test_run_announces_each_listener_once_and_warns_about_a_readable_key_file(
+    tmp_path: Path,
+) -> None:
+    with GatewayProcess(tmp_path, upstream="http://127.0.0.1:9") as gateway:
+        lines = gateway.log_lines()
+    text = gateway.log_text()
+    assert "Uvicorn running" not in text and "Started server process" not in text
+    listening = [line for line in lines if line["event"] == "listening"]
+    assert sorted((line["listener"], line["url"]) for line in listening) == [
+        ("admin", gateway.admin_url),
+        ("public", gateway.url),
+    ]
+
+
+def test_run_warns_about_a_key_file_others_can_read(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path, upstream="http://127.0.0.1:9")
+    keys = tmp_path / "session.keys"
+    os.chmod(keys, 0o644)
+    with gateway:
+        lines = gateway.log_lines()
+    warnings = [line for line in lines if line["event"] == "key_file_readable"]
+    assert len(warnings) == 1
+    assert warnings[0]["level"] == "warning" and warnings[0]["file"] == str(keys)
