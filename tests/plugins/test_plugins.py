@@ -40,9 +40,9 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A copy: pip builds in the source tree, which must stay clean (and may be shared).
     shutil.copytree(PLUGIN_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     site = root / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site)]
-        + [str(source)],
+        [*pip, "--target", str(site), str(source)],
         check=True,
         timeout=300,
     )
