@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,13 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "policies" / "example.yaml"
 
 
-def agegate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def agegate(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
         check=False,
     )
 
@@ -332,3 +336,35 @@ def test_run_warns_about_a_key_file_others_can_read(tmp_path: Path) -> None:
     warnings = [line for line in lines if line["event"] == "key_file_readable"]
     assert len(warnings) == 1
     assert warnings[0]["level"] == "warning" and warnings[0]["file"] == str(keys)
+
+
+def test_shipped_examples_pass_config_and_policy_check(tmp_path: Path) -> None:
+    keys = {"AGEGATE_SESSION_KEYS": generate_key_line()}
+    checked = agegate("config", "check", "--config", "examples/agegate.yaml", env=keys)
+    assert checked.returncode == 0, checked.stderr
+    assert "1 verifier(s)" in checked.stdout
+    assert agegate("policy", "check", "examples/policy.yaml").returncode == 0
+    names = agegate(
+        "policy", "check", "--config", "examples/agegate.yaml", "examples/policy.yaml", env=keys
+    )
+    assert names.returncode == 0, names.stderr
+    # Paths in the settings resolve against the settings file, not the working directory.
+    elsewhere = agegate(
+        "config",
+        "check",
+        "--config",
+        str(ROOT / "examples" / "agegate.yaml"),
+        cwd=tmp_path,
+        env=keys,
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr
+
+
+def test_shipped_example_works_with_a_key_file_made_as_its_readme_says(tmp_path: Path) -> None:
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", examples, ignore=shutil.ignore_patterns("*.keys"))
+    made = agegate("keys", "generate", "--out", "examples/keys/session.keys", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    checked = agegate("config", "check", "--config", "examples/agegate.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "warning" not in checked.stderr
