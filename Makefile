@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := redis-server chromium chromium-driver nginx caddy wrk
 DEB_COMMANDS := redis-server chromium chromedriver nginx caddy wrk
 
-.PHONY: demo test lint typecheck pytest bench bench-forward-auth install system-deps interop-deps plugin-deps clean
+.PHONY: demo test lint typecheck pytest bench bench-forward-auth install system-deps interop-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: install
 	$(VENV)/bin/agegate demo
 
 # Installs what the tests need when it is missing, then lint, types and the whole suite.
-test: install system-deps interop-deps plugin-deps lint typecheck pytest
+test: install system-deps interop-deps lint typecheck pytest
 
 system-deps:
 	@missing=""; for c in $(DEB_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=yes; done; \
@@ -42,11 +42,6 @@ interop-deps:
 	  fi; \
 	done
 
-# A tiny third-party verifier plug-in: proves kinds are discovered with no change to agegate.
-plugin-deps: install
-	@$(PY) -c "import importlib.metadata as m; m.distribution('agegate-example-plugin')" 2>/dev/null \
-	  || $(PIP) install --quiet tests/plugins/agegate-example-plugin
-
 lint: install
 	$(VENV)/bin/ruff check gateway verifiers tests loadtests
 	$(VENV)/bin/ruff format --check gateway verifiers tests loadtests
@@ -63,5 +58,8 @@ bench: install system-deps
 bench-forward-auth: install system-deps
 	bash loadtests/forward_auth.sh
 
+# Every node_modules (interop tests, Privacy Pass interop, any other) and hypothesis databases.
 clean:
-	rm -rf $(VENV) tests/interop/node_modules tests/artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/artifacts .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./.git -prune -o \( -name node_modules -o -name .hypothesis \) -type d \
+	  -prune -exec rm -rf {} +

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import ConfigError, PolicyError
-from gateway.keys import generate_key_line
+from gateway.keys import generate_key_line, readable_by_others, write_new_key_file
 
 __all__ = ["main"]
 
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = policy_commands.add_parser("check", help="validate policies and run their tests")
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "--config", help="also check verifier names against these settings' verifiers"
+    )
     explain = policy_commands.add_parser("explain", help="show the rule a request matches")
     explain.add_argument("file", metavar="FILE")
     explain.add_argument("request", metavar='"METHOD URL"')
@@ -65,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="session key commands")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
-    keys_commands.add_parser("generate", help="print a new session key line")
+    generate = keys_commands.add_parser("generate", help="print a new session key line")
+    generate.add_argument(
+        "--out", metavar="FILE", help="write it to a new FILE (mode 0600) instead of printing it"
+    )
 
     verifier = commands.add_parser("verifier", help="verifier provider commands")
     verifier_commands = verifier.add_subparsers(
@@ -137,7 +143,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from gateway.policy.commands import check_command, explain_command
 
         if args.policy_command == "check":
-            return check_command(args.files, sys.stdout, sys.stderr)
+            known = None
+            if args.config is not None:
+                from gateway.settings import load_settings
+
+                known = set(load_settings(args.config).verifiers)
+            return check_command(args.files, sys.stdout, sys.stderr, known_verifiers=known)
         return explain_command(
             args.file,
             args.request,
@@ -148,8 +159,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             jurisdiction=args.jurisdiction,
         )
     if args.command == "keys":
-        print(generate_key_line())
-        return EXIT_OK
+        return _keys_generate(args.out)
     if args.command == "verifier":
         return _verifier_check(args)
     if args.command == "pp":
@@ -183,6 +193,26 @@ def _pp_fetch(args: argparse.Namespace) -> int:
     return EXIT_OK if 200 <= result.status < 300 else EXIT_FINDING
 
 
+def _keys_generate(out: str | None) -> int:
+    if out is None:
+        print(generate_key_line())
+        return EXIT_OK
+    try:
+        write_new_key_file(out)
+    except FileExistsError:
+        print(
+            f"agegate: {out} exists; not overwritten (to rotate, put a new key line "
+            "from 'agegate keys generate' at its top)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"agegate: cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote a new session key to {out} (mode 0600)", file=sys.stderr)
+    return EXIT_OK
+
+
 def _config_check(path: str | None) -> int:
     from gateway.plugins import load_verifiers
     from gateway.runtime import Runtime, verifier_services
@@ -193,6 +223,13 @@ def _config_check(path: str | None) -> int:
     verifiers = load_verifiers(settings.verifiers, verifier_services(settings, None))
     runtime = Runtime.create(settings)
     policy = runtime.policies.policy
+    keys_file = settings.session_keys_file
+    if keys_file is not None and readable_by_others(keys_file):
+        print(
+            f"warning: {keys_file} is readable by group or others; the session keys "
+            f"seal every visitor's proof: chmod 600 {keys_file}",
+            file=sys.stderr,
+        )
     print(
         f"OK {settings.source}: listen {settings.listen}, admin {settings.admin_listen}, "
         f"{len(verifiers)} verifier(s), policy {policy.source} "

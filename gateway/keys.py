@@ -10,9 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import secrets
+import stat
+from pathlib import Path
 
-__all__ = ["KEY_BYTES", "generate_key_line", "key_id", "parse_key_lines"]
+__all__ = [
+    "KEY_BYTES",
+    "generate_key_line",
+    "key_id",
+    "parse_key_lines",
+    "readable_by_others",
+    "write_new_key_file",
+]
 
 KEY_BYTES = 32
 
@@ -25,6 +35,27 @@ def key_id(key: bytes) -> str:
 def generate_key_line() -> str:
     """A new random key, unpadded base64url (43 characters)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).rstrip(b"=").decode("ascii")
+
+
+def write_new_key_file(path: str | os.PathLike[str]) -> None:
+    """Write a new key line to ``path``, readable by its owner only.
+
+    Raises ``FileExistsError`` rather than replace a file: overwriting a keys
+    file logs every visitor out.  Rotation prepends a line by hand instead.
+    """
+    # O_EXCL: no window in which the file exists with looser permissions or is clobbered.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(generate_key_line() + "\n")
+
+
+def readable_by_others(path: Path) -> bool:
+    """True when the group or anyone else may read ``path`` (False if it cannot be stat'ed)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
 
 
 def parse_key_lines(text: str) -> tuple[bytes, ...]:

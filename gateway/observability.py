@@ -62,6 +62,8 @@ ALLOWED_LOG_FIELDS = frozenset(
         "policy_sha256",
         "workers",
         "kind",
+        "listener",
+        "url",
     }
 )
 
@@ -102,12 +104,29 @@ class JsonFormatter(logging.Formatter):
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None) or {}
-        shown = " ".join(f"{k}={v}" for k, v in fields.items() if k in ALLOWED_LOG_FIELDS)
         event = getattr(record, "event", None) or record.getMessage()
+        if "url" in fields:  # "listening on http://127.0.0.1:8080 listener=public"
+            event = f"{event} on {fields['url']}"
+        shown = " ".join(
+            f"{k}={v}" for k, v in fields.items() if k in ALLOWED_LOG_FIELDS and k != "url"
+        )
         return f"{record.levelname.lower():7} {record.name}: {event} {shown}".rstrip()
 
 
 _FORMAT_SPEC = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdifrx]")
+
+
+# uvicorn's start/stop chatter, once per listener; agegate logs its own listening/stopped.
+_UVICORN_LIFECYCLE = (
+    "Started server process",
+    "Waiting for application startup",
+    "Application startup complete",
+    "Uvicorn running on",
+    "Shutting down",
+    "Waiting for application shutdown",
+    "Application shutdown complete",
+    "Finished server process",
+)
 
 
 class _UvicornFilter(logging.Filter):
@@ -116,6 +135,8 @@ class _UvicornFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "uvicorn.access":
             return False  # we write our own access line
+        if record.levelno < logging.WARNING and str(record.msg).startswith(_UVICORN_LIFECYCLE):
+            return False
         if record.args:
             # Arguments can be client addresses (uvicorn's WebSocket lines): drop them all.
             record.msg = _FORMAT_SPEC.sub("…", str(record.msg))

@@ -152,6 +152,13 @@ class Runtime:
                 source=settings.source,
                 key="store",
             )
+        if not settings.policy.is_file():
+            # A policy the settings name but that is not there is the settings' fault.
+            raise ConfigError(
+                f"no such policy file {str(settings.policy)!r}",
+                source=settings.source,
+                key="policy",
+            )
         metrics = Metrics.create()
         master = settings.session_keys[0]
         known = set(settings.verifiers)

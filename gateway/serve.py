@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Coroutine, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import uvicorn
 
 from gateway.app import GatewayApp, build_app
+from gateway.keys import readable_by_others
 from gateway.observability import configure_logging, flush_logs, log_event
 from gateway.server import ClientTimeouts, serve_config
 from gateway.settings import Listen, Settings
@@ -52,7 +54,28 @@ def client_timeouts(settings: Settings) -> ClientTimeouts:
     )
 
 
-class _Server(uvicorn.Server):
+class _Announcing(uvicorn.Server):
+    """A uvicorn server that logs one ``listening`` line of ours once its socket is bound.
+
+    uvicorn's own start and stop lines are dropped (see ``gateway.observability``):
+    with three listeners they came three times each, and without their
+    arguments they could not say where anything listens.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, listener: str | None, listen: Listen, **fields: Any
+    ) -> None:
+        super().__init__(config)
+        self._listener = listener  # None: another process announces this socket
+        self._fields: dict[str, Any] = {"url": _url(listen), **fields}
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._listener is not None:
+            log_event("listening", listener=self._listener, **self._fields)
+
+
+class _Server(_Announcing):
     """uvicorn's server, except that a SIGTERM/SIGINT ends ``serve()`` normally.
 
     uvicorn raises the captured signal again after its graceful shutdown, so
@@ -69,7 +92,7 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-class _SecondaryServer(uvicorn.Server):
+class _SecondaryServer(_Announcing):
     """A listener that leaves signal handling to the primary server."""
 
     @contextlib.contextmanager
@@ -82,17 +105,30 @@ async def _serve(
 ) -> bool:
     """Serve until told to stop; False when the gateway failed to start."""
     timeouts = client_timeouts(settings)
-    primary = _Server(uvicorn_config(app, settings.listen, lifespan="on", timeouts=timeouts))
+    primary = _Server(
+        uvicorn_config(app, settings.listen, lifespan="on", timeouts=timeouts),
+        None if sockets else "public",  # a shared socket was announced by the parent
+        settings.listen,
+        workers=1,
+    )
     secondaries: list[uvicorn.Server] = []
     if with_admin:
-        admin = uvicorn_config(app.admin, settings.admin_listen, lifespan="off", timeouts=timeouts)
-        secondaries.append(_SecondaryServer(admin))
+        admin = settings.admin_listen
+        secondaries.append(
+            _SecondaryServer(
+                uvicorn_config(app.admin, admin, lifespan="off", timeouts=timeouts), "admin", admin
+            )
+        )
         if settings.authz_listen is not None:
             # One forward-auth listener per process group, like the admin one.
-            authz = uvicorn_config(
-                app.authz, settings.authz_listen, lifespan="off", timeouts=timeouts
+            authz = settings.authz_listen
+            secondaries.append(
+                _SecondaryServer(
+                    uvicorn_config(app.authz, authz, lifespan="off", timeouts=timeouts),
+                    "authz",
+                    authz,
+                )
             )
-            secondaries.append(_SecondaryServer(authz))
     tasks = [asyncio.create_task(server.serve()) for server in secondaries]
     try:
         await primary.serve(sockets=sockets)
@@ -106,11 +142,13 @@ async def _serve(
 def run(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(settings.log.format, settings.log.level)
+    _warn_about_key_file(settings)
     if settings.workers == 1:
         app = build_app(settings)
-        log_event("listening", listen=str(settings.listen), workers=1)
         _freeze_heap()
         started = _run_loop(_serve(app, settings, None, with_admin=True))
+        if started:
+            log_event("stopped")
         flush_logs()
         return 0 if started else 3
     build_app(settings)  # fail fast in the parent on a bad config
@@ -119,7 +157,8 @@ def run(settings: Settings) -> int:
     sock.bind((settings.listen.host, settings.listen.port))
     sock.listen(2048)
     sock.set_inheritable(True)
-    log_event("listening", listen=str(settings.listen), workers=settings.workers)
+    log_event("listening", listener="public", url=_url(settings.listen), workers=settings.workers)
+    flush_logs()  # or every child inherits the unwritten lines and writes them again
     _freeze_heap()  # before the fork: the children share these pages
     children = []
     for index in range(settings.workers):
@@ -127,6 +166,8 @@ def run(settings: Settings) -> int:
         if pid == 0:  # child: its own runtime, store connections and event loop
             code = 1
             try:
+                # The log flushing thread did not survive the fork: a new handler has one.
+                configure_logging(settings.log.format, settings.log.level)
                 app = build_app(settings)
                 code = 0 if _run_loop(_serve(app, settings, [sock], with_admin=index == 0)) else 3
             finally:
@@ -134,7 +175,21 @@ def run(settings: Settings) -> int:
                 os._exit(code)
         children.append(pid)
     sock.close()
-    return _supervise(children)
+    status = _supervise(children)
+    log_event("stopped")
+    flush_logs()
+    return status
+
+
+def _url(listen: Listen) -> str:
+    return f"http://{listen}"
+
+
+def _warn_about_key_file(settings: Settings) -> None:
+    path = settings.session_keys_file
+    if path is not None and readable_by_others(path):
+        # A warning, not a refusal: some deployments mount secrets group-readable on purpose.
+        log_event("key_file_readable", level=logging.WARNING, file=str(path))
 
 
 def _supervise(children: list[int]) -> int:

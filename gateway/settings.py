@@ -20,7 +20,7 @@ import yaml
 
 from gateway.errors import ConfigError
 from gateway.hosts import host_name
-from verifiers.config import parse_duration
+from verifiers.config import did_you_mean, parse_duration
 
 __all__ = ["Listen", "LogSettings", "Settings", "load_settings", "parse_settings"]
 
@@ -74,6 +74,7 @@ class Settings:
     send_timeout: float
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
+    session_keys_file: Path | None = None  # where session_keys were read from, if a file
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
@@ -164,7 +165,8 @@ def parse_settings(
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:
         allowed = ", ".join(sorted(_DEFAULTS))
-        raise ConfigError(f"unknown key (allowed: {allowed})", source=source, key=unknown[0])
+        hint = did_you_mean(unknown[0], _DEFAULTS)
+        raise ConfigError(f"unknown key{hint} (allowed: {allowed})", source=source, key=unknown[0])
     values: dict[str, Any] = {**_DEFAULTS, **raw}
     origin: dict[str, str] = {key: source for key in raw}
     for key, default in _DEFAULTS.items():
@@ -224,6 +226,7 @@ def parse_settings(
         send_timeout=get("send_timeout", _positive_duration),
         rate_limit=get("rate_limit", _non_negative_int),
         workers=get("workers", _positive_int),
+        session_keys_file=_keys_file(values, base),
         base_dir=base,
         source=source,
     )
@@ -334,6 +337,13 @@ def _session_keys(
                 f"{path}: {exc}", source=where("session_keys_file"), key="session_keys_file"
             ) from None
     return ()
+
+
+def _keys_file(values: Mapping[str, Any], base: Path) -> Path | None:
+    # Inline keys (AGEGATE_SESSION_KEYS) win over the file, as in _session_keys.
+    if values.get("session_keys") is not None or values.get("session_keys_file") is None:
+        return None
+    return _path(values["session_keys_file"], base)
 
 
 def _store(value: object) -> str:

@@ -27,7 +27,7 @@ from verifiers.base import (
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import optional_duration, provider_url
+from verifiers.config import did_you_mean, optional_duration, provider_url
 from verifiers.conformance import (
     DEFAULT_ALGORITHMS,
     PROFILE_CLAIMS,
@@ -123,7 +123,10 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> A
         raise ValueError("expected a mapping of settings")
     unknown = sorted(str(key) for key in config if key not in _KEYS)
     if unknown:
-        raise ValueError(f"{unknown[0]}: unknown setting (allowed: {', '.join(sorted(_KEYS))})")
+        hint = did_you_mean(unknown[0], _KEYS)
+        raise ValueError(
+            f"{unknown[0]}: unknown setting{hint} (allowed: {', '.join(sorted(_KEYS))})"
+        )
     if config.get("kind", "age-token") != "age-token":
         raise ValueError("kind: must be 'age-token' for this verifier")
     issuer = _string(config, "issuer", required=True)

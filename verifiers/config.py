@@ -6,16 +6,23 @@ add the file and key to it.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["optional_duration", "parse_duration", "provider_url"]
+__all__ = ["did_you_mean", "optional_duration", "parse_duration", "provider_url"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def did_you_mean(word: str, choices: Collection[str]) -> str:
+    """``"; did you mean 'policy'?"`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def parse_duration(value: object) -> float:

@@ -7,7 +7,6 @@ adds the file, the rule and the field (see :class:`Where`).
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway.errors import PolicyError
 from verifiers.base import AssuranceLevel
-from verifiers.config import parse_duration
+from verifiers.config import did_you_mean, parse_duration
 
 __all__ = [
     "KNOWN_METHODS",
@@ -91,10 +90,7 @@ def check_keys(value: Mapping[object, object], allowed: Collection[str]) -> None
     """Raise FieldError for the first key not in ``allowed`` (with a suggestion)."""
     for key in value:
         if not isinstance(key, str) or key not in allowed:
-            hint = ""
-            if isinstance(key, str):
-                close = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
             names = ", ".join(sorted(allowed))
             raise FieldError(f"unknown key {describe(key)}{hint} (allowed: {names})")
 

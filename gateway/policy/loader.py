@@ -37,6 +37,7 @@ from gateway.policy.fields import (
 from gateway.policy.matcher import PathPattern
 from gateway.policy.model import Action, Defaults, Mode, Policy, Requirement, Rule
 from gateway.policy.yamlfile import read_yaml
+from verifiers.config import did_you_mean
 
 __all__ = ["load_policy", "parse_policy", "parse_policy_text"]
 
@@ -320,7 +321,8 @@ def _verifiers(value: object, known: Collection[str] | None) -> tuple[str, ...]:
         for name in names:
             if name not in known:
                 listed = ", ".join(sorted(known)) or "none"
-                raise FieldError(f"unknown verifier {name!r} (configured: {listed})")
+                hint = did_you_mean(name, known)
+                raise FieldError(f"unknown verifier {name!r}{hint} (configured: {listed})")
     return names
 
 

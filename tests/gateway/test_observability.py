@@ -139,12 +139,37 @@ def test_uvicorn_messages_lose_their_arguments_but_stay_readable() -> None:
         logging.getLogger("uvicorn.error").info(
             '%s - "WebSocket %s" [accepted]', "203.0.113.9:5123", "/ws"
         )
-        logging.getLogger("uvicorn.error").info("Started server process [%d]", 4242)
+        logging.getLogger("uvicorn.error").info("Maximum request limit of %d exceeded.", 4242)
         logging.getLogger("uvicorn.error").warning("flush")
         text = stream.getvalue()
         assert "203.0.113.9" not in text and "4242" not in text
         events = [json.loads(line)["event"] for line in text.splitlines()]
-        assert events[:2] == ['… - "WebSocket …" [accepted]', "Started server process […]"]
+        assert events[:2] == [
+            '… - "WebSocket …" [accepted]',
+            "Maximum request limit of … exceeded.",
+        ]
+    finally:
+        configure_logging("json", "info")
+
+
+def test_uvicorn_start_and_stop_lines_give_way_to_one_listening_line() -> None:
+    stream = io.StringIO()
+    from gateway.observability import configure_logging, log_event
+
+    configure_logging("text", "info", stream)
+    try:
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.info("Started server process [%d]", 4242)
+        uvicorn_log.info("Waiting for application startup.")
+        uvicorn_log.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "http", "h", 1)
+        uvicorn_log.info("Shutting down")
+        log_event("listening", listener="public", url="http://127.0.0.1:8080", workers=1)
+        uvicorn_log.warning("flush")
+        lines = stream.getvalue().splitlines()
+        assert lines == [
+            "info    agegate: listening on http://127.0.0.1:8080 listener=public workers=1",
+            "warning uvicorn.error: flush",
+        ]
     finally:
         configure_logging("json", "info")
 

@@ -129,3 +129,18 @@ def test_two_workers_need_a_shared_store(tmp_path: Path, upstream: UpstreamServe
     with pytest.raises(RuntimeError) as info:
         gw.start()
     assert "redis://" in str(info.value)
+
+
+def test_forked_workers_announce_each_listener_once_and_log_while_running(
+    tmp_path: Path, upstream: UpstreamServer, redis: RedisServer
+) -> None:
+    settings = {"store": redis.url, "workers": 2}
+    with GatewayProcess(tmp_path, upstream=upstream.url, settings=settings) as gw:
+        assert httpx.get(gw.url + "/echo/public/x").status_code == 200
+        # Read while the workers run: their lines must not wait for the process to end.
+        lines = gw.log_lines()
+        listening = sorted(
+            (line["listener"], line["url"]) for line in lines if line["event"] == "listening"
+        )
+        assert listening == [("admin", gw.admin_url), ("public", gw.url)]
+        assert any(line["event"] == "request" for line in lines)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +27,41 @@ from verifiers.base import (
 PLUGIN_DIR = Path(__file__).parent / "agegate-example-plugin"
 
 
-@pytest.fixture(scope="module")
-def example_plugin() -> None:
-    """The example distribution installed in this venv (`make test` installs it too)."""
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example distribution installed into a throwaway directory, never the user's venv.
+
+    ``pip install --target`` leaves the package and its ``dist-info`` (with
+    ``entry_points.txt``) there, exactly as in site-packages: putting the
+    directory on the path is all a process needs to discover the kind.
+    """
+    root = tmp_path_factory.mktemp("plugin")
+    source = root / "src"
+    # A copy: pip builds in the source tree, which must stay clean (and may be shared).
+    shutil.copytree(PLUGIN_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = root / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
+    subprocess.run(
+        [*pip, "--target", str(site), str(source)],
+        check=True,
+        timeout=300,
+    )
+    return site
+
+
+@pytest.fixture
+def example_plugin(plugin_site: Path) -> Iterator[None]:
+    """The example distribution discoverable in this process, for one test."""
+    sys.path.insert(0, str(plugin_site))
+    importlib.invalidate_caches()
     try:
-        importlib.metadata.distribution("agegate-example-plugin")
-    except importlib.metadata.PackageNotFoundError:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", str(PLUGIN_DIR)],
-            check=True,
-            timeout=300,
-        )
+        found = importlib.metadata.distribution("agegate-example-plugin")
+        # First on the path wins: discovery really reads the throwaway install.
+        assert Path(str(found.locate_file(""))).resolve() == plugin_site.resolve()
+        yield
+    finally:
+        sys.path.remove(str(plugin_site))
+        sys.modules.pop("agegate_example_plugin", None)
         importlib.invalidate_caches()
 
 
@@ -98,3 +124,48 @@ def test_factory_value_error_names_verifier_and_key() -> None:
 def test_third_party_value_error_is_wrapped(example_plugin: None) -> None:
     with pytest.raises(ConfigError, match=r"^verifiers\.demo: threshold: "):
         load_verifiers({"demo": {"kind": "example-kind", "threshold": 120}}, VerifierServices())
+
+
+def test_plugin_is_discovered_by_a_gateway_process(plugin_site: Path, tmp_path: Path) -> None:
+    """A separate ``agegate`` process finds the kind through PYTHONPATH alone."""
+    import json
+    import os
+
+    from gateway.keys import generate_key_line
+
+    (tmp_path / "policy.yaml").write_text(
+        "version: 1\nroutes:\n"
+        "  - {name: wine, path: /wine/**, min_age: 18, verifiers: [demo]}\n"
+        "  - {name: rest, path: /**, action: allow}\n"
+    )
+    config = {
+        "policy": "policy.yaml",
+        "verifiers": {"demo": {"kind": "example-kind", "threshold": 16}},
+    }
+    (tmp_path / "agegate.yaml").write_text(json.dumps(config))
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "AGEGATE_SESSION_KEYS": generate_key_line(),
+        "PYTHONPATH": os.pathsep.join([str(plugin_site), str(root)]),
+    }
+    command = [sys.executable, "-m", "gateway.cli", "config", "check", "--config"]
+    result = subprocess.run(
+        [*command, str(tmp_path / "agegate.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 verifier(s)" in result.stdout
+    located = subprocess.run(
+        [sys.executable, "-c", "import agegate_example_plugin as p; print(p.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert Path(located.stdout.strip()).resolve().is_relative_to(plugin_site.resolve())

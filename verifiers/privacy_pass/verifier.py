@@ -41,7 +41,7 @@ from verifiers.base import (
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import optional_duration, provider_url
+from verifiers.config import did_you_mean, optional_duration, provider_url
 from verifiers.privacy_pass import blindrsa
 from verifiers.privacy_pass.challenges import WINDOW, ChallengeMaker
 from verifiers.privacy_pass.keys import IssuerPublicKey, load_public_key
@@ -151,7 +151,10 @@ def parse_config(
         raise ValueError("expected a mapping of settings")
     unknown = sorted(str(key) for key in config if key not in _KEYS)
     if unknown:
-        raise ValueError(f"{unknown[0]}: unknown setting (allowed: {', '.join(sorted(_KEYS))})")
+        hint = did_you_mean(unknown[0], _KEYS)
+        raise ValueError(
+            f"{unknown[0]}: unknown setting{hint} (allowed: {', '.join(sorted(_KEYS))})"
+        )
     if config.get("kind", "privacy-pass") != "privacy-pass":
         raise ValueError("kind: must be 'privacy-pass' for this verifier")
     if "issuer_name" not in config:
