@@ -122,9 +122,9 @@ class _Flow:
         return decide(facts, session, self.runtime.policies.policy, now)
 
     async def _rate_limited(self, request: Request, bucket: str) -> Response | None:
-        client = request.client.host if request.client else None
+        peer = request.client.host if request.client else None
         try:
-            result = await self.runtime.rate_limit(bucket, client)
+            result = await self.runtime.rate_limit(bucket, peer, request.scope["headers"])
         except StoreUnavailable:
             return self._store_down(request)
         if result is None or result.allowed:
