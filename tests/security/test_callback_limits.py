@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from gateway.forms import MAX_FORM_BYTES
-from tests.security.support import HTML, browser_challenge, callback
+from tests.security.support import HTML, browser_challenge, callback, get
 from tests.support.gateway import GatewayProcess
 from tests.support.rawhttp import RawResponse, parse_responses
 from tests.support.upstream import UpstreamServer
@@ -252,3 +252,27 @@ def test_callback_rate_limit_is_checked_before_the_body(
             response, took = _answer(sock)
     _assert_refused(response, 429, "rate_limited")
     assert took < PROMPT
+
+
+def test_query_callback_is_parsed_as_strictly_as_a_form(
+    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    directory = tmp_path_factory.mktemp("query-callback-gw")
+    with GatewayProcess(
+        directory,
+        upstream=upstream.url,
+        settings={"rate_limit": 0},
+        verifier={"response_mode": "query"},
+    ) as gw:
+        challenge = browser_challenge(gw)
+        jar = [_cookie(challenge.cookie)]
+        state = quote(challenge.state)
+        token = gw.mint(challenge.nonce)
+        target = f"{CALLBACK.decode()}?state=x&state={state}&age_token={token}"
+        repeated = get(gw, target, jar)
+        assert (repeated.status, repeated.json()["reason"]) == (400, "malformed_form")
+        crowded = get(gw, f"{CALLBACK.decode()}?state={state}" + "&a=1" * 100, jar)
+        assert (crowded.status, crowded.json()["reason"]) == (400, "malformed_form")
+        accepted = get(gw, f"{CALLBACK.decode()}?age_token={token}&state={state}", jar)
+        assert accepted.status == 303, accepted.body[:300]
+        assert accepted.header("location") == "/echo/wine/red"
