@@ -260,7 +260,8 @@ class _Flow:
             return self._form_refused(request, exc)
         retry = f"{verify_url}?return={quote(challenge.return_path, safe='/')}"
         state = fields.get("state")
-        if not isinstance(state, str) or not hmac.compare_digest(state, challenge.state):
+        # As bytes: compare_digest raises TypeError for a str with non-ASCII characters.
+        if state is None or not hmac.compare_digest(state.encode(), challenge.state.encode()):
             return self._refused(
                 request, "state_mismatch", "this answer does not belong to your verification", retry
             )

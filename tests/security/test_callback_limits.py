@@ -276,3 +276,10 @@ def test_query_callback_is_parsed_as_strictly_as_a_form(
         accepted = get(gw, f"{CALLBACK.decode()}?age_token={token}&state={state}", jar)
         assert accepted.status == 303, accepted.body[:300]
         assert accepted.header("location") == "/echo/wine/red"
+
+
+def test_callback_with_a_non_ascii_state_is_refused_not_a_500(gateway: GatewayProcess) -> None:
+    challenge = browser_challenge(gateway)
+    response = callback(gateway, b"state=%C3%A9&age_token=t", challenge.cookie)
+    assert response.status == 400, (response.status, response.body[:300])
+    assert response.json()["reason"] == "state_mismatch"
