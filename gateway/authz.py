@@ -41,7 +41,6 @@ its reason in ``X-Agegate-Reason``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,7 +66,6 @@ __all__ = [
     "AUTHZ_PATH",
     "AuthzApp",
     "ForwardedRequest",
-    "forwarded_client_ip",
     "read_forwarded",
     "site_cookie_headers",
 ]
@@ -157,24 +155,6 @@ def _check_forwarded_uri(uri: bytes) -> None:
         raise BadRequest(
             "bad_forwarded_uri", "the forwarded URI holds a space, a control or a non-ASCII byte"
         )
-
-
-def forwarded_client_ip(headers: Headers) -> str | None:
-    """The client address a trusted proxy reports: ``X-Real-IP``, else the last ``X-Forwarded-For``.
-
-    Used only for rate-limit buckets (kept as an HMAC of its /24 or /48), never logged in full.
-    """
-    value = header(headers, b"x-real-ip")
-    if value is None:
-        chain = header(headers, b"x-forwarded-for")
-        value = chain.rsplit(b",", 1)[-1] if chain else None
-    if value is None:
-        return None
-    text = value.decode("latin-1").strip()
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
 
 
 class AuthzApp:
@@ -269,9 +249,7 @@ class AuthzApp:
             path,
             jurisdiction_of(self.runtime, peer, headers),
         )
-        evaluation = await self.evaluator.evaluate(
-            facts, headers, forwarded_client_ip(headers) or peer
-        )
+        evaluation = await self.evaluator.evaluate(facts, headers, peer)
         record.verifier = evaluation.verifier
         decision = evaluation.decision
         # A HEAD asked about with a GET (Caddy, Traefik) is answered with a body all the same.

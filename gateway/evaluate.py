@@ -74,7 +74,7 @@ class Evaluator:
         self,
         facts: RequestFacts,
         headers: Sequence[tuple[bytes, bytes]],
-        client_ip: str | None,
+        peer: str | None,
         now: float | None = None,
     ) -> Evaluation:
         runtime = self.runtime
@@ -105,7 +105,7 @@ class Evaluator:
         if not verifiers:
             return Evaluation(decision)  # not a scheme of ours here: an ordinary challenge
         return await self._answer(
-            facts, decision, scheme.lower(), credential.strip(), verifiers, client_ip, now
+            facts, decision, scheme.lower(), credential.strip(), verifiers, headers, peer, now
         )
 
     def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:
@@ -128,12 +128,13 @@ class Evaluator:
         scheme: str,
         credential: str,
         verifiers: list[Verifier],
-        client_ip: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+        peer: str | None,
         now: float,
     ) -> Evaluation:
         runtime = self.runtime
         try:
-            limited = await runtime.rate_limit("api", client_ip)
+            limited = await runtime.rate_limit("api", peer, headers)
             if limited is not None and not limited.allowed:
                 return Evaluation(
                     decision,

@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from gateway.cookies import clear_cookie, get_cookie, set_cookie
 from gateway.errors import BadRequest, StoreUnavailable
+from gateway.forms import FormRefused, check_form_head, declares_body, parse_form, read_form_body
 from gateway.gate import AGEGATE_PREFIX
 from gateway.hosts import parse_host
 from gateway.observability import log_event
@@ -43,6 +44,8 @@ __all__ = ["build_flow_app"]
 CHALLENGE_TTL = 600
 # Provider error codes we repeat to the visitor; anything else is shown as "provider_error".
 _PROVIDER_ERRORS = frozenset({"access_denied", "cancelled", "temporarily_unavailable"})
+# Scope key set once the callback body has been read to its end.
+_BODY_READ = "agegate.body_read"
 
 
 def build_flow_app(runtime: Runtime) -> Starlette:
@@ -124,9 +127,9 @@ class _Flow:
         return decide(facts, session, self.runtime.policies.policy, now)
 
     async def _rate_limited(self, request: Request, bucket: str) -> Response | None:
-        client = request.client.host if request.client else None
+        peer = request.client.host if request.client else None
         try:
-            result = await self.runtime.rate_limit(bucket, client)
+            result = await self.runtime.rate_limit(bucket, peer, request.scope["headers"])
         except StoreUnavailable:
             return self._store_down(request)
         if result is None or result.allowed:
@@ -214,6 +217,16 @@ class _Flow:
         return buttons
 
     async def callback(self, request: Request) -> Response:
+        response = await self._callback(request)
+        headers = request.scope["headers"]
+        if not request.scope.get(_BODY_READ) and declares_body(headers):
+            # Answered without reading the body: close rather than keep the connection
+            # alive only to swallow whatever the client still sends (nginx does the same).
+            response.headers["connection"] = "close"
+        return response
+
+    async def _callback(self, request: Request) -> Response:
+        """Everything that needs no body first: no byte of it is read for a refusal."""
         now = time.time()
         name = request.path_params["verifier"]
         verifier = self.runtime.verifiers.get(name)
@@ -227,8 +240,11 @@ class _Flow:
                 "method_not_allowed",
                 f"this verifier answers with {'GET' if wants_query else 'POST'}",
             )
-        fields: Mapping[str, object]
-        fields = request.query_params if wants_query else await request.form()
+        if not wants_query:
+            try:
+                check_form_head(request.scope["headers"])
+            except FormRefused as exc:
+                return self._form_refused(request, exc)
         verify_url = f"{AGEGATE_PREFIX}/verify"
         challenge = self.runtime.challenges.open(
             get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now
@@ -241,9 +257,16 @@ class _Flow:
                 "browser; please start again",
                 verify_url,
             )
+        if limited := await self._rate_limited(request, "callback"):
+            return limited
+        try:
+            fields = await self._fields(request, wants_query)
+        except FormRefused as exc:
+            return self._form_refused(request, exc)
         retry = f"{verify_url}?return={quote(challenge.return_path, safe='/')}"
         state = fields.get("state")
-        if not isinstance(state, str) or not hmac.compare_digest(state, challenge.state):
+        # As bytes: compare_digest raises TypeError for a str with non-ASCII characters.
+        if state is None or not hmac.compare_digest(state.encode(), challenge.state.encode()):
             return self._refused(
                 request, "state_mismatch", "this answer does not belong to your verification", retry
             )
@@ -261,8 +284,6 @@ class _Flow:
         token = fields.get("age_token")
         if not isinstance(token, str) or not token:
             return self._refused(request, "malformed", "the verifier sent no age token", retry)
-        if limited := await self._rate_limited(request, "callback"):
-            return limited
         try:
             assertion = await verify_presentation(
                 self.runtime,
@@ -291,6 +312,17 @@ class _Flow:
         return _response(
             303, headers=[("location", challenge.return_path)], cookies=[cookie, clear]
         )
+
+    async def _fields(self, request: Request, wants_query: bool) -> dict[str, str]:
+        if wants_query:  # the request line, so at most 8 KiB (server.MAX_TARGET_BYTES)
+            return parse_form(request.scope["query_string"])
+        body = await read_form_body(request.receive)
+        request.scope[_BODY_READ] = True
+        return parse_form(body)
+
+    def _form_refused(self, request: Request, exc: FormRefused) -> Response:
+        log_event("callback_refused", level=logging.INFO, reason=exc.reason)
+        return _problem(request, exc.status, exc.reason, str(exc), title="Request refused")
 
     def _refused(self, request: Request, reason: str, detail: str, retry: str) -> Response:
         log_event("callback_refused", level=logging.INFO, reason=reason)

@@ -16,12 +16,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
+from gateway.client_address import client_address
 from gateway.errors import ConfigError, PolicyError
 from gateway.nonces import NonceIssuer, derive_key
 from gateway.observability import Metrics, log_event, truncate_ip
@@ -250,18 +251,21 @@ class Runtime:
         network = truncate_ip(client_ip) or "unknown"
         return hmac.new(self.client_hmac_key, network.encode(), hashlib.sha256).hexdigest()[:32]
 
-    async def rate_limit(self, purpose: str, client_ip: str | None) -> RateDecision | None:
+    async def rate_limit(
+        self, purpose: str, peer: str | None, headers: Sequence[tuple[bytes, bytes]]
+    ) -> RateDecision | None:
         """Count one verification attempt of a client; None when rate limits are off.
 
-        ``rate_limit`` attempts per minute per client network and purpose; raises
-        StoreUnavailable when the store cannot be reached.
+        ``rate_limit`` attempts per minute per client network and purpose, the client
+        being the TCP ``peer`` or, behind a trusted proxy, the address it reports
+        (:func:`~gateway.client_address.client_address`); raises StoreUnavailable
+        when the store cannot be reached.
         """
         limit = self.settings.rate_limit
         if not limit:
             return None
-        return await self.store.rate_limit(
-            f"{purpose}:{self.client_bucket(client_ip)}", limit, 60.0
-        )
+        client = client_address(peer, headers, self.settings.trusted_proxies)
+        return await self.store.rate_limit(f"{purpose}:{self.client_bucket(client)}", limit, 60.0)
 
     async def _watch_policy(self) -> None:
         while True:

@@ -177,6 +177,8 @@ class AgeTokenVerifier:
         self.config = parse_config(name, config, services.base_dir)
         self.max_session_ttl: float | None = self.config.max_session_ttl
         self.label = self.config.label
+        # Read by the gateway's callback: "query" providers answer with a GET.
+        self.response_mode = self.config.response_mode
         self._algorithms = signature_algorithms(self.config.algorithms)
         self._keys = JwksCache(
             uri=self.config.jwks_uri,
