@@ -9,9 +9,6 @@ token or the visitor is logged.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections.abc import Sequence
 
@@ -21,6 +18,7 @@ from gateway.policy import Requirement
 from gateway.policy.facts import SessionClaims
 from gateway.runtime import Runtime
 from verifiers.base import AgeAssertion, Presentation, VerificationError, Verifier, VerifyContext
+from verifiers.conformance import unverified_claims
 
 __all__ = ["peek_claim", "session_claims", "verify_presentation"]
 
@@ -29,15 +27,16 @@ _NOT_MINE = frozenset({"wrong_issuer", "unknown_kid", "unknown_key"})
 
 
 def peek_claim(jws: str, claim: str) -> object:
-    """An unverified claim from a compact JWS payload, to route it (never to trust it)."""
-    parts = jws.split(".")
-    if len(parts) != 3 or len(parts[1]) > 16384:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
-    return payload.get(claim) if isinstance(payload, dict) else None
+    """An unverified claim from a compact JWS payload, to route it (never to trust it).
+
+    Raises ``VerificationError("malformed")`` when the payload is not a JSON
+    object the verifier itself would read; the parser is the verifier's own
+    (:func:`verifiers.conformance.unverified_claims`), so the two never disagree.
+    """
+    claims = unverified_claims(jws)
+    if claims is None:
+        raise VerificationError("malformed", "not a compact JWS with a JSON object payload")
+    return claims.get(claim)
 
 
 async def verify_presentation(

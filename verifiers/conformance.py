@@ -63,6 +63,7 @@ __all__ = [
     "parse_compact",
     "run_check",
     "signature_algorithms",
+    "unverified_claims",
     "verify_signature",
 ]
 
@@ -191,6 +192,27 @@ def decode_payload(parsed: ParsedToken) -> dict[str, Any]:
         return _json_object(parsed.payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise VerificationError("malformed", "payload is not a JSON object") from error
+
+
+def unverified_claims(token: object) -> dict[str, Any] | None:
+    """The payload object of a compact JWS *without* checking anything else; never raises.
+
+    Only for routing a token before it is verified (e.g. reading its nonce to
+    know which check applies), never for trusting it.  The same bounds and
+    decoder as :func:`parse_compact`: at most :data:`MAX_TOKEN_LENGTH`
+    characters, strict base64url, UTF-8 JSON without duplicate members or
+    ``NaN``; ``None`` for anything else, including JSON nested past the
+    recursion limit.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        return _json_object(_b64decode(parts[1]))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
 
 
 def signature_algorithms(names: Collection[str]) -> dict[str, Algorithm]:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.verifiers.tokens import (
     AUDIENCE,
@@ -119,3 +121,64 @@ def test_run_check_output_and_exit_codes(tmp_path: Path, signer: Signer) -> None
     out = io.StringIO()
     common["jwks_source"] = str(tmp_path / "missing.json")
     assert run_check(token=token, out=out, now=NOW, **common) == 2
+
+
+# -- unverified_claims: the one unverified payload reader --------------------------------
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@given(st.binary(max_size=20_000))
+@settings(max_examples=300)
+def test_unverified_claims_never_raises_on_any_payload_bytes(payload: bytes) -> None:
+    token = f"{_b64(b'{}')}.{_b64(payload)}.{_b64(b'sig')}"
+    claims = conformance.unverified_claims(token)
+    assert claims is None or isinstance(claims, dict)
+
+
+@given(st.text(max_size=300))
+def test_unverified_claims_never_raises_on_any_text(token: str) -> None:
+    claims = conformance.unverified_claims(token)
+    assert claims is None or isinstance(claims, dict)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=10),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+            max_leaves=10,
+        ),
+        max_size=5,
+    )
+)
+def test_unverified_claims_reads_what_was_written(claims: dict[str, object]) -> None:
+    token = f"{_b64(b'{}')}.{_b64(json.dumps(claims).encode())}.{_b64(b'sig')}"
+    assert conformance.unverified_claims(token) == claims
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_unverified_claims_of_deeply_nested_payload_is_none(depth: int) -> None:
+    token = f"{_b64(b'{}')}.{_b64(b'[' * depth + b']' * depth)}.{_b64(b'sig')}"
+    assert conformance.unverified_claims(token) is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a.b",  # two parts
+        "a.b.c.d",
+        f"x.{_b64(b'[1]')}.y",  # not an object
+        "x." + _b64(b'{"a":1,"a":2}') + ".y",  # duplicate member
+        "x." + _b64(b'{"a":NaN}') + ".y",
+        f"x.{_b64(b'{}')}+.y",  # not base64url
+        "x." + "A" * 20_000 + ".y",  # over the size bound
+    ],
+)
+def test_unverified_claims_refuses_what_the_verifier_refuses(token: str) -> None:
+    assert conformance.unverified_claims(token) is None
