@@ -17,6 +17,10 @@ without logging anyone out.  Opening never raises: anything but a fresh,
 authentic cookie is ``None``, and ``on_invalid(reason)`` is told why
 (``malformed``, ``unknown_key``, ``tampered`` or ``expired``) for metrics.
 The reason never includes the cookie value.
+
+A session cookie carries a random session id (``sid``) so that a logout can
+revoke it server-side (:mod:`gateway.revocation`); cookies sealed before ids
+existed still open, with ``session_id`` None.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import math
 import os
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +54,7 @@ __all__ = [
     "ChallengeCodec",
     "ChallengeState",
     "SessionCodec",
+    "new_session_id",
     "safe_return_path",
 ]
 
@@ -65,6 +71,13 @@ _TAG_BYTES = 16
 _MAX_COOKIE_CHARS = 4096
 _KID_RE = re.compile(r"[0-9a-f]{8}")
 _BODY_RE = re.compile(r"([A-Za-z0-9_-]+)={0,2}")
+_SESSION_ID_BYTES = 16
+_SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+def new_session_id() -> str:
+    """A fresh random session id: 16 bytes, base64url without padding (22 characters)."""
+    return secrets.token_urlsafe(_SESSION_ID_BYTES)
 
 
 def _reject_constant(name: str) -> float:
@@ -213,6 +226,8 @@ class SessionCodec:
             "issued_at": claims.issued_at,
             "expires_at": claims.expires_at,
         }
+        if claims.session_id is not None:
+            payload["sid"] = _session_id(claims.session_id)
         return self._sealer.seal(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
     def open(self, value: str | None, now: float) -> SessionClaims | None:
@@ -241,7 +256,7 @@ class SessionCodec:
             return payload
         data = _load_payload(payload)
         try:
-            if data is None or set(data) != _SESSION_FIELDS:
+            if data is None or set(data) - {"sid"} != _SESSION_FIELDS:
                 raise ValueError("unexpected fields")
             claims = SessionClaims(
                 age_over=_ages(data["age_over"]),
@@ -250,6 +265,7 @@ class SessionCodec:
                 verifier=_text(data["verifier"]),
                 issued_at=_finite(data["issued_at"]),
                 expires_at=_finite(data["expires_at"]),
+                session_id=_session_id(data["sid"]) if "sid" in data else None,
             )
         except ValueError:
             return "malformed"
@@ -258,7 +274,13 @@ class SessionCodec:
         return claims
 
 
-_SESSION_FIELDS = frozenset(SessionClaims.__dataclass_fields__)
+_SESSION_FIELDS = frozenset(SessionClaims.__dataclass_fields__) - {"session_id"}
+
+
+def _session_id(value: object) -> str:
+    if not isinstance(value, str) or not _SESSION_ID_RE.fullmatch(value):
+        raise ValueError("not a session id")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

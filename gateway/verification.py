@@ -17,6 +17,7 @@ from gateway.observability import log_event
 from gateway.policy import Requirement
 from gateway.policy.facts import SessionClaims
 from gateway.runtime import Runtime
+from gateway.session import new_session_id
 from verifiers.base import AgeAssertion, Presentation, VerificationError, Verifier, VerifyContext
 from verifiers.conformance import unverified_claims
 
@@ -118,5 +119,6 @@ def session_claims(
         verifier=assertion.verifier,
         issued_at=now,
         expires_at=now + ttl,
+        session_id=new_session_id(),
     )
     return claims, int(ttl)

@@ -33,3 +33,6 @@ class SessionClaims:
     verifier: str
     issued_at: float  # seconds since the epoch
     expires_at: float  # seconds since the epoch
+    # Random per session (16 bytes, base64url), only so a logout can revoke it server-side;
+    # None for a cookie sealed before session ids existed.  Never derived from the visitor.
+    session_id: str | None = None

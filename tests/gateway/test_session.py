@@ -25,6 +25,7 @@ from gateway.session import (
     ChallengeCodec,
     ChallengeState,
     SessionCodec,
+    new_session_id,
 )
 from verifiers.base import AssuranceLevel
 
@@ -320,6 +321,11 @@ class TestSessionCodec:
             {"verifier": None},
             {"expires_at": "tomorrow"},
             {"issued_at": True},
+            {"sid": None},  # present means a real session id
+            {"sid": 7},
+            {"sid": "short"},
+            {"sid": "A" * 21 + "="},
+            {"sid": "A" * 23},
         ],
     )
     def test_authentic_bad_fields_are_malformed(self, change: dict[str, object]) -> None:
@@ -328,6 +334,28 @@ class TestSessionCodec:
         data.update(change)
         assert codec.open(_seal_raw(json.dumps(data).encode()), NOW) is None
         assert reasons.seen == ["malformed"]
+
+    def test_session_id_round_trips_inside_the_seal(self) -> None:
+        codec, reasons = _codec()
+        claims = dataclasses.replace(CLAIMS, session_id=new_session_id())
+        cookie = codec.seal(claims)
+        assert codec.open(cookie, NOW) == claims
+        assert json.loads(_decrypt(cookie, KEY_A, SESSION_COOKIE))["sid"] == claims.session_id
+        assert claims.session_id not in cookie  # sealed, not in clear
+        assert reasons.seen == []
+
+    def test_cookie_without_session_id_still_opens(self) -> None:
+        # Sealed before session ids existed: honoured; revoked by its whole value.
+        codec, reasons = _codec()
+        opened = codec.open(codec.seal(CLAIMS), NOW)
+        assert opened == CLAIMS and opened.session_id is None
+        assert reasons.seen == []
+
+    def test_new_session_ids_are_random_16_bytes(self) -> None:
+        ids = {new_session_id() for _ in range(1000)}
+        assert len(ids) == 1000
+        for sid in ids:
+            assert len(base64.urlsafe_b64decode(sid + "==")) == 16 and len(sid) == 22
 
     def test_non_finite_expiry_is_malformed(self) -> None:
         codec, reasons = _codec()
@@ -378,6 +406,40 @@ class TestSessionCodec:
         claims = SessionClaims(over, under, level, verifier, issued, issued + ttl)
         codec = SessionCodec((KEY_A,), AUDIENCE)
         assert codec.open(codec.seal(claims), issued) == claims
+
+    @given(
+        st.frozensets(st.integers(1, 99)),
+        st.sampled_from(list(AssuranceLevel)),
+        st.text(max_size=40),
+        st.floats(0, 4e9),
+        st.floats(1, 1e6),
+        st.binary(min_size=16, max_size=16),
+    )
+    def test_round_trip_with_session_id_property(
+        self,
+        over: frozenset[int],
+        level: AssuranceLevel,
+        verifier: str,
+        issued: float,
+        ttl: float,
+        raw_id: bytes,
+    ) -> None:
+        sid = base64.urlsafe_b64encode(raw_id).rstrip(b"=").decode()
+        claims = SessionClaims(over, frozenset(), level, verifier, issued, issued + ttl, sid)
+        codec = SessionCodec((KEY_A,), AUDIENCE)
+        cookie = codec.seal(claims)
+        assert codec.open(cookie, issued) == claims
+        assert cookie.split(".")[:2] == ["v1", key_id(KEY_A)]  # the format is unchanged
+
+    @given(st.text(max_size=30))
+    def test_seal_refuses_what_open_would_refuse(self, sid: str) -> None:
+        claims = dataclasses.replace(CLAIMS, session_id=sid)
+        codec = SessionCodec((KEY_A,), AUDIENCE)
+        try:
+            cookie = codec.seal(claims)
+        except ValueError:
+            return
+        assert codec.open(cookie, NOW) == claims
 
 
 class TestChallengeCodec:
