@@ -4,9 +4,10 @@ Both stores keep only HMACs of what they are given (:func:`record_digest`),
 never a raw token id, nonce or client address, so a dump of Redis or of
 process memory discloses nothing linkable (SPEC §8).
 A store that cannot answer raises :class:`~gateway.errors.StoreUnavailable`:
-callers fail closed.  Redis is only consulted while verifying a presentation
-or rate-limiting ``/.agegate/`` endpoints, never for a request that already
-carries a valid session.
+callers fail closed.  Redis is consulted while verifying a presentation,
+rate-limiting ``/.agegate/`` endpoints, and — with ``session_revocation`` on
+(the default) — once per request whose valid session a protected route reads
+(one ``EXISTS``: was it logged out?), see :mod:`gateway.revocation`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Store(Protocol):
 
     async def consume(self, namespace: str, value: str, expires_at: float) -> bool:
         """Record ``value`` until ``expires_at`` (plus a margin); False if already recorded."""
+        ...
+
+    async def recorded(self, namespace: str, value: str) -> bool:
+        """True while ``value`` is recorded (by :meth:`consume`) and not yet forgotten."""
         ...
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:

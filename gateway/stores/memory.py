@@ -79,6 +79,12 @@ class MemoryStore:
         heapq.heappush(self._expiry_heap, (forget_after, digest))
         return True
 
+    async def recorded(self, namespace: str, value: str) -> bool:
+        """True while ``value`` is recorded and not yet past its retention."""
+        self._check_open()
+        forget_after = self._records.get(record_digest(self._key, namespace, value))
+        return forget_after is not None and forget_after > self._clock()
+
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
         """Count one request in a fixed window that starts with the bucket's first request."""
         self._check_open()

@@ -90,6 +90,11 @@ class RedisStore:
         created = await self._call(lambda: self._client.set(key, b"1", nx=True, px=ttl_ms))
         return bool(created)
 
+    async def recorded(self, namespace: str, value: str) -> bool:
+        """``EXISTS <hmac key>``: one round trip, nothing written."""
+        key = f"{self._prefix}used:{record_digest(self._key, namespace, value)}"
+        return bool(await self._call(lambda: self._client.exists(key)))
+
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
         """A fixed window per bucket, counted and expired atomically by a Lua script."""
         if limit < 1 or not (window > 0 and math.isfinite(window)):

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.stores import RETENTION_MARGIN, RateDecision, Store, open_store, record_digest
 from gateway.stores.memory import MemoryStore
 from gateway.stores.redis import RedisStore
@@ -129,3 +129,28 @@ class TestOpenStore:
     def test_short_hmac_key(self) -> None:
         with pytest.raises(ConfigError, match="16 bytes"):
             open_store("memory://", b"short")
+
+
+async def test_recorded_sees_consumed_values_only(store: Store) -> None:
+    assert not await store.recorded("session-revoked", "sid-1")
+    assert await store.consume("session-revoked", "sid-1", NOW + 300)
+    assert await store.recorded("session-revoked", "sid-1")
+    assert not await store.recorded("session-revoked", "sid-2")
+    assert not await store.recorded("nonce", "sid-1")  # namespaces stay apart
+
+
+async def test_recorded_forgets_after_retention(clock: FakeClock) -> None:
+    # Redis expires by its own clock; its TTLs are checked in test_redis.py.
+    store = MemoryStore(HMAC_KEY, clock=clock)
+    assert await store.consume("session-revoked", "sid-ttl", clock.now + 10)
+    clock.advance(10 + RETENTION_MARGIN - 1)
+    assert await store.recorded("session-revoked", "sid-ttl")
+    clock.advance(1)
+    assert not await store.recorded("session-revoked", "sid-ttl")
+
+
+async def test_recorded_on_a_closed_memory_store_is_unavailable() -> None:
+    store = MemoryStore(HMAC_KEY)
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.recorded("session-revoked", "sid")
