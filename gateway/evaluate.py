@@ -60,6 +60,11 @@ class Evaluation:
     verifier: str | None = None  # the verifier that just accepted a credential
 
 
+_STORE_DOWN = Refusal(
+    503, "store_unavailable", "age verification is briefly unavailable; try again shortly", 5
+)
+
+
 class Evaluator:
     """Decides requests against the policy in force, answering API credentials inline."""
 
@@ -92,11 +97,20 @@ class Evaluator:
                 decision = self._allow_decisions[id(rule)] = decide_for_rule(rule, None, None, now)
             return Evaluation(decision)
         session = None
+        unchecked = False  # a valid cookie whose revocation the store could not confirm
         if rule.min_age is not None:  # public and deny rules never open the cookie
-            session = runtime.sessions.open(get_cookie(headers, SESSION_COOKIE), now)
+            try:
+                session = await runtime.revocation.open(get_cookie(headers, SESSION_COOKIE), now)
+            except StoreUnavailable:
+                runtime.metrics.store_errors.inc()
+                unchecked = True
         decision = decide_for_rule(rule, facts.jurisdiction, session, now)
         if decision.outcome is not Outcome.CHALLENGE or not decision.enforced:
             return Evaluation(decision)
+        if unchecked:
+            # Not a challenge: the visitor did nothing wrong, and a new proof would need
+            # the store too.  The session is not honoured meanwhile (it may be logged out).
+            return Evaluation(decision, _STORE_DOWN)
         authorization = header(headers, b"authorization")
         if authorization is None:
             return Evaluation(decision)
@@ -158,15 +172,7 @@ class Evaluator:
         except VerificationError as exc:
             return Evaluation(decision, Refusal(401, exc.reason, "the age proof was refused"))
         except StoreUnavailable:
-            return Evaluation(
-                decision,
-                Refusal(
-                    503,
-                    "store_unavailable",
-                    "age verification is briefly unavailable; try again shortly",
-                    5,
-                ),
-            )
+            return Evaluation(decision, _STORE_DOWN)
         verifier = runtime.verifiers.get(assertion.verifier)
         claims, max_age = session_claims(assertion, verifier, decision.requirement, now=now)
         cookie = set_cookie(SESSION_COOKIE, runtime.sessions.seal(claims), max_age=max_age)

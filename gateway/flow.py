@@ -107,8 +107,10 @@ class _Flow:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _session(self, request: Request, now: float) -> SessionClaims | None:
-        return self.runtime.sessions.open(get_cookie(request.scope["headers"], SESSION_COOKIE), now)
+    async def _session(self, request: Request, now: float) -> SessionClaims | None:
+        """The session unless revoked; raises StoreUnavailable (see gateway.revocation)."""
+        cookie = get_cookie(request.scope["headers"], SESSION_COOKIE)
+        return await self.runtime.revocation.open(cookie, now)
 
     def _decide_for(
         self, request: Request, return_path: str, session: SessionClaims | None, now: float
@@ -159,7 +161,11 @@ class _Flow:
     async def verify(self, request: Request) -> Response:
         now = time.time()
         return_path = safe_return_path(request.query_params.get("return"))
-        decision = self._decide_for(request, return_path, self._session(request, now), now)
+        try:
+            session = await self._session(request, now)
+        except StoreUnavailable:
+            return self._store_down(request)
+        decision = self._decide_for(request, return_path, session, now)
         if decision.effective is Outcome.ALLOW:
             return _response(303, headers=[("location", return_path)])
         requirement = decision.requirement
@@ -331,7 +337,10 @@ class _Flow:
         )
 
     async def status(self, request: Request) -> Response:
-        session = self._session(request, time.time())
+        try:
+            session = await self._session(request, time.time())
+        except StoreUnavailable:
+            return self._store_down(request)
         body: dict[str, object]
         if session is None:
             body = {"verified": False, "age_over": [], "assurance": None, "expires_at": None}
@@ -357,6 +366,18 @@ class _Flow:
                 title="Not allowed",
             )
         cookie = clear_cookie(SESSION_COOKIE)
+        try:
+            # Recorded before the cookie is cleared, so every copy of it dies with this one.
+            if await self.runtime.revocation.revoke(
+                get_cookie(request.scope["headers"], SESSION_COOKIE), time.time()
+            ):
+                log_event("session_revoked")
+        except StoreUnavailable:
+            # The browser's cookie is still cleared; the answer says copies may live on.
+            log_event("session_not_revoked", level=logging.WARNING, reason="store_unavailable")
+            down = self._store_down(request)
+            down.headers.append("set-cookie", cookie.decode("latin-1"))
+            return down
         if wants_html(request.headers.get("accept", "").encode("latin-1")):
             return _response(303, headers=[("location", "/")], cookies=[cookie])
         return _response(204, cookies=[cookie])

@@ -30,6 +30,7 @@ from gateway.plugins import load_verifiers
 from gateway.policy import Policy, load_policy
 from gateway.policy.testing import run_policy_tests
 from gateway.proxy import Proxy
+from gateway.revocation import SessionRevocation
 from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
 from gateway.settings import Settings
 from gateway.stores import RateDecision, Store, open_store
@@ -132,6 +133,7 @@ class Runtime:
     metrics: Metrics
     policies: PolicyHolder
     sessions: SessionCodec
+    revocation: SessionRevocation
     challenges: ChallengeCodec
     nonces: NonceIssuer
     store: Store
@@ -169,18 +171,24 @@ class Runtime:
             return lambda reason: metrics.invalid_cookies.labels(cookie, reason).inc()
 
         audience = settings.audience
+        sessions = SessionCodec(settings.session_keys, audience, on_invalid=count(SESSION_COOKIE))
+        store = open_store(settings.store, derive_key(master, "store-hmac"))
         return cls(
             settings=settings,
             metrics=metrics,
             policies=policies,
-            sessions=SessionCodec(
-                settings.session_keys, audience, on_invalid=count(SESSION_COOKIE)
+            sessions=sessions,
+            revocation=SessionRevocation(
+                sessions,
+                store,
+                enabled=settings.session_revocation,
+                on_revoked=lambda: count(SESSION_COOKIE)("revoked"),
             ),
             challenges=ChallengeCodec(
                 settings.session_keys, audience, on_invalid=count(CHALLENGE_COOKIE)
             ),
             nonces=NonceIssuer(derive_key(master, "api-nonce")),
-            store=open_store(settings.store, derive_key(master, "store-hmac")),
+            store=store,
             proxy=Proxy(
                 upstream=settings.upstream,
                 connect_timeout=settings.upstream_connect_timeout,

@@ -75,6 +75,9 @@ class Settings:
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
     session_keys_file: Path | None = None  # where session_keys were read from, if a file
+    session_revocation: bool = (
+        True  # logout revokes server-side; every session check asks the store
+    )
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
@@ -117,6 +120,7 @@ _DEFAULTS: dict[str, Any] = {
     "send_timeout": "30s",
     "rate_limit": 60,
     "workers": 1,
+    "session_revocation": True,
 }
 _LIST_KEYS = {"hosts", "trusted_proxies"}
 _ENV_PREFIX = "AGEGATE_"
@@ -227,6 +231,7 @@ def parse_settings(
         rate_limit=get("rate_limit", _non_negative_int),
         workers=get("workers", _positive_int),
         session_keys_file=_keys_file(values, base),
+        session_revocation=get("session_revocation", _bool),
         base_dir=base,
         source=source,
     )

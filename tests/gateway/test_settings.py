@@ -225,3 +225,13 @@ def test_generated_keys_are_43_unpadded_characters_and_distinct() -> None:
     assert len(lines) == 20
     assert all(len(line) == 43 and "=" not in line for line in lines)
     assert all(len(parse_key_lines(line)[0]) == 32 for line in lines)
+
+
+def test_session_revocation_defaults_on_and_is_validated() -> None:
+    assert parse_settings({}, environ={}).session_revocation is True
+    assert parse_settings({"session_revocation": False}, environ={}).session_revocation is False
+    off = load_settings(None, environ={"AGEGATE_SESSION_REVOCATION": "off"})
+    assert off.session_revocation is False
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"session_revocation": "sometimes"}, environ={})
+    assert "session_revocation" in str(info.value)
