@@ -120,6 +120,8 @@ def test_copied_cookie_is_refused_after_logout_on_another_worker(site: Site) -> 
         assert json.loads(refused.body)["reason"] == "no_session"
     status = get(site.second, "/.agegate/status", [_jar(copy)])
     assert json.loads(status.body)["verified"] is False
+    metrics = request(site.second.admin_port, "GET", "/metrics", host="127.0.0.1").text
+    assert 'agegate_invalid_cookies_total{cookie="__Host-agegate",reason="revoked"}' in metrics
 
 
 def test_copied_cookie_is_refused_by_forward_auth_after_logout(site: Site) -> None:
