@@ -5,15 +5,17 @@ never a raw token id, nonce or client address, so a dump of Redis or of
 process memory discloses nothing linkable (SPEC §8).
 A store that cannot answer raises :class:`~gateway.errors.StoreUnavailable`:
 callers fail closed.  Redis is consulted while verifying a presentation,
-rate-limiting ``/.agegate/`` endpoints, and — with ``session_revocation`` on
-(the default) — once per request whose valid session a protected route reads
-(one ``EXISTS``: was it logged out?), see :mod:`gateway.revocation`.
+rate-limiting ``/.agegate/`` endpoints and recording a logout, never for a
+request that already carries a valid session: revoked sessions reach every
+process through :meth:`Store.follow_revocations` and are checked in a local
+set (:mod:`gateway.revocation`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -23,6 +25,7 @@ from gateway.errors import ConfigError
 __all__ = [
     "RETENTION_MARGIN",
     "RateDecision",
+    "RevocationSink",
     "Store",
     "open_store",
     "record_digest",
@@ -42,6 +45,21 @@ class RateDecision:
     retry_after: float
 
 
+@dataclass(frozen=True, slots=True)
+class RevocationSink:
+    """Where :meth:`Store.follow_revocations` delivers, and whom it tells about its state.
+
+    ``revoked(digest, forget_after)`` for each revocation (``forget_after`` in
+    this process's epoch seconds); ``subscribed()`` once per (re)subscription,
+    before the catch-up, to record what could not be recorded meanwhile;
+    ``attempted(ok)`` after each catch-up attempt, successful or not.
+    """
+
+    revoked: Callable[[str, float], None]
+    subscribed: Callable[[], Awaitable[None]]
+    attempted: Callable[[bool], None]
+
+
 class Store(Protocol):
     """What the gateway needs from a store; also satisfies :class:`verifiers.base.ReplayGuard`."""
 
@@ -49,8 +67,18 @@ class Store(Protocol):
         """Record ``value`` until ``expires_at`` (plus a margin); False if already recorded."""
         ...
 
-    async def recorded(self, namespace: str, value: str) -> bool:
-        """True while ``value`` is recorded (by :meth:`consume`) and not yet forgotten."""
+    async def revoke(self, digest: str, expires_at: float) -> None:
+        """Record a revoked session's digest until ``expires_at`` (plus a margin) and tell
+        every process following revocations; idempotent."""
+        ...
+
+    async def is_revoked(self, digest: str) -> bool:
+        """True while ``digest`` is recorded by :meth:`revoke` (one lookup, nothing written)."""
+        ...
+
+    async def follow_revocations(self, sink: RevocationSink) -> None:
+        """Until cancelled, hand ``sink`` every revocation any process records, past ones
+        first; returns at once for a store that is not shared.  Never raises for an outage."""
         ...
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:

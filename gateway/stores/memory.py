@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from gateway.errors import StoreUnavailable
-from gateway.stores import RETENTION_MARGIN, RateDecision, record_digest
+from gateway.stores import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
 
 __all__ = ["DEFAULT_MAX_BUCKETS", "DEFAULT_MAX_RECORDS", "MemoryStore"]
 
@@ -79,11 +79,30 @@ class MemoryStore:
         heapq.heappush(self._expiry_heap, (forget_after, digest))
         return True
 
-    async def recorded(self, namespace: str, value: str) -> bool:
-        """True while ``value`` is recorded and not yet past its retention."""
+    async def revoke(self, digest: str, expires_at: float) -> None:
+        """Record a revoked session's digest (fail closed when full, like :meth:`consume`)."""
         self._check_open()
-        forget_after = self._records.get(record_digest(self._key, namespace, value))
+        if not math.isfinite(expires_at):
+            raise ValueError("expires_at must be a finite time")
+        now = self._clock()
+        self._purge(now)
+        key = f"revoked:{digest}"
+        if key not in self._records and len(self._records) >= self._max_records:
+            raise StoreUnavailable("the in-memory store is full")
+        forget_after = max(expires_at, now) + RETENTION_MARGIN
+        if self._records.get(key, 0.0) < forget_after:
+            self._records[key] = forget_after
+            heapq.heappush(self._expiry_heap, (forget_after, key))
+
+    async def is_revoked(self, digest: str) -> bool:
+        """True while the digest is recorded and not yet past its retention."""
+        self._check_open()
+        forget_after = self._records.get(f"revoked:{digest}")
         return forget_after is not None and forget_after > self._clock()
+
+    async def follow_revocations(self, sink: RevocationSink) -> None:
+        """Nothing to follow: this process is the only one."""
+        return
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
         """Count one request in a fixed window that starts with the bucket's first request."""

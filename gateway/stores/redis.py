@@ -1,8 +1,21 @@
 """The Redis store: single-use records and rate buckets shared by every worker and node.
 
-Keys are ``agegate:used:<hmac>`` and ``agegate:rate:<hmac>``; the
-value of a record is ``1``.  Nothing else is written, so a ``SCAN`` of the
-database shows no token id, nonce or client address.
+Keys are ``agegate:used:<hmac>`` (replay records), ``agegate:revoked:<hmac>``
+(logged-out sessions, their own prefix so a catch-up ``SCAN`` reads only
+them) and ``agegate:rate:<hmac>``; the value of a record is ``1``.  A logout
+is also published on the channel ``agegate:revocations:<db>`` (channels are
+server-wide, not per database) as ``<hmac> <ttl ms>``.  Nothing else is
+written, so neither a ``SCAN`` nor a subscriber sees a token id, nonce,
+session id or client address.
+
+Following revocations (:meth:`RedisStore.follow_revocations`) holds one
+subscribed connection per process: subscribe, then read every
+``revoked:`` key with its ``PTTL`` (subscribing first, so a revocation
+published during the scan is not missed), then apply each message as it
+comes.  Any failure drops the connection and starts over after a backoff
+(0.1 s doubling to 5 s); the TTLs are relative, so the processes' clocks
+need not agree.  Idle, it sends no command at all: TCP keepalive, not
+``PING``, notices a silently dead peer.
 
 Failure is fast and explicit: short socket timeouts, one immediate retry
 (which is what turns a connection broken by a Redis restart into a fresh
@@ -14,7 +27,11 @@ The connection pool reconnects by itself once Redis is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
+import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,9 +42,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
-from gateway.stores import RETENTION_MARGIN, RateDecision, record_digest
+from gateway.observability import log_event
+from gateway.stores import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "parse_revocation_message"]
 
 # INCR and set the window's expiry on the first hit, atomically: with a
 # separate PEXPIRE a crash in between would leave a counter that never resets.
@@ -40,6 +58,28 @@ if ttl < 0 then
 end
 return {count, ttl}
 """
+
+_DIGEST_RE = re.compile(rb"[0-9a-f]{64}")
+_MESSAGE_RE = re.compile(rb"([0-9a-f]{64}) ([1-9][0-9]{0,11})")
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
+_SCAN_BATCH = 1000
+
+
+def _keepalive() -> dict[int, int | bytes]:
+    # Probe an idle subscriber's socket after 10 s, every 5 s, give up after 3: a peer
+    # gone without a FIN is noticed in ~25 s, with no command sent to Redis.
+    names = ("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)
+    return {getattr(socket, name): value for name, value in names if hasattr(socket, name)}
+
+
+def parse_revocation_message(data: object) -> tuple[str, float] | None:
+    """``(digest, ttl seconds)`` from a published ``b"<hmac> <ttl ms>"``; None otherwise."""
+    if not isinstance(data, bytes):
+        return None
+    match = _MESSAGE_RE.fullmatch(data)
+    if match is None:
+        return None
+    return match.group(1).decode("ascii"), int(match.group(2)) / 1000.0
 
 
 class RedisStore:
@@ -68,6 +108,19 @@ class RedisStore:
             decode_responses=False,
         )
         self._rate_script = self._client.register_script(_RATE_SCRIPT)
+        # Its own client: no silent retry, since a reconnect must be followed by a
+        # catch-up scan, which only follow_revocations knows to do.
+        self._feed: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=op_timeout,
+            socket_keepalive=True,
+            socket_keepalive_options=_keepalive(),
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+        )
+        db = self._client.connection_pool.connection_kwargs.get("db", 0)
+        self._channel = f"{prefix}revocations:{db}"
 
     @property
     def shared(self) -> bool:
@@ -90,10 +143,92 @@ class RedisStore:
         created = await self._call(lambda: self._client.set(key, b"1", nx=True, px=ttl_ms))
         return bool(created)
 
-    async def recorded(self, namespace: str, value: str) -> bool:
-        """``EXISTS <hmac key>``: one round trip, nothing written."""
-        key = f"{self._prefix}used:{record_digest(self._key, namespace, value)}"
+    @property
+    def revocation_channel(self) -> str:
+        """The pub/sub channel logouts are published on."""
+        return self._channel
+
+    async def revoke(self, digest: str, expires_at: float) -> None:
+        """``SET revoked:<digest> 1 PX <ttl>`` and ``PUBLISH``, in one round trip."""
+        if not math.isfinite(expires_at) or _DIGEST_RE.fullmatch(digest.encode()) is None:
+            raise ValueError("revoke() takes a record digest and a finite expiry")
+        remaining = max(expires_at - self._clock(), 0.0) + RETENTION_MARGIN
+        ttl_ms = math.ceil(remaining * 1000)
+        key = f"{self._prefix}revoked:{digest}"
+
+        async def record() -> Any:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(key, b"1", px=ttl_ms)
+                pipe.publish(self._channel, f"{digest} {ttl_ms}".encode("ascii"))
+                return await pipe.execute()
+
+        await self._call(record)
+
+    async def is_revoked(self, digest: str) -> bool:
+        """``EXISTS revoked:<digest>``: one round trip, nothing written."""
+        key = f"{self._prefix}revoked:{digest}"
         return bool(await self._call(lambda: self._client.exists(key)))
+
+    async def follow_revocations(self, sink: RevocationSink) -> None:
+        """Subscribe, catch up by ``SCAN``, apply messages; reconnect with backoff forever."""
+        delay = _BACKOFF_FIRST
+        while True:
+            pubsub = self._feed.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                await sink.subscribed()
+                loaded = await self._catch_up(sink)
+                sink.attempted(True)
+                log_event("revocations_followed", count=loaded)
+                delay = _BACKOFF_FIRST
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    parsed = parse_revocation_message(message.get("data"))
+                    if parsed is None:
+                        log_event("revocation_message_ignored", level=logging.WARNING)
+                        continue
+                    sink.revoked(parsed[0], self._clock() + parsed[1])
+            except (RedisError, OSError, StoreUnavailable) as exc:
+                sink.attempted(False)
+                log_event(
+                    "revocations_not_followed",
+                    level=logging.WARNING,
+                    error=type(exc).__name__,
+                    retry_in=delay,
+                )
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _catch_up(self, sink: RevocationSink) -> int:
+        """Hand every live ``revoked:`` key to the sink, with its remaining TTL; how many."""
+        prefix = f"{self._prefix}revoked:".encode()
+        loaded, cursor = 0, 0
+        while True:
+            cursor, keys = await self._feed.scan(cursor, match=prefix + b"*", count=_SCAN_BATCH)
+            digests = [
+                key[len(prefix) :]
+                for key in keys
+                if isinstance(key, bytes)
+                and key.startswith(prefix)
+                and _DIGEST_RE.fullmatch(key, len(prefix))
+            ]
+            if digests:
+                async with self._feed.pipeline(transaction=False) as pipe:
+                    for digest in digests:
+                        pipe.pttl(prefix + digest)
+                    ttls = await pipe.execute()
+                now = self._clock()
+                for digest, ttl_ms in zip(digests, ttls, strict=True):
+                    if isinstance(ttl_ms, int) and ttl_ms > 0:
+                        sink.revoked(digest.decode("ascii"), now + ttl_ms / 1000.0)
+                        loaded += 1
+            if not cursor:
+                return loaded
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
         """A fixed window per bucket, counted and expired atomically by a Lua script."""
@@ -121,6 +256,7 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connection pool."""
         try:
+            await self._feed.aclose()
             await self._client.aclose()
         except (RedisError, OSError):
             # Closing a pool whose server is gone can fail; the sockets are closed anyway.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 
 import pytest
 
@@ -131,26 +132,42 @@ class TestOpenStore:
             open_store("memory://", b"short")
 
 
-async def test_recorded_sees_consumed_values_only(store: Store) -> None:
-    assert not await store.recorded("session-revoked", "sid-1")
-    assert await store.consume("session-revoked", "sid-1", NOW + 300)
-    assert await store.recorded("session-revoked", "sid-1")
-    assert not await store.recorded("session-revoked", "sid-2")
-    assert not await store.recorded("nonce", "sid-1")  # namespaces stay apart
+DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
 
 
-async def test_recorded_forgets_after_retention(clock: FakeClock) -> None:
+async def test_revoked_digests_are_seen_and_kept_apart_from_replay_records(store: Store) -> None:
+    assert not await store.is_revoked(DIGEST_A)
+    await store.revoke(DIGEST_A, NOW + 300)
+    await store.revoke(DIGEST_A, NOW + 300)  # a second logout of the same session is fine
+    assert await store.is_revoked(DIGEST_A)
+    assert not await store.is_revoked(DIGEST_B)
+    # Revocations have their own namespace: a replay record never reads as one.
+    assert await store.consume("session-revoked", DIGEST_B, NOW + 300)
+    assert not await store.is_revoked(DIGEST_B)
+
+
+async def test_revocation_is_forgotten_after_retention(clock: FakeClock) -> None:
     # Redis expires by its own clock; its TTLs are checked in test_redis.py.
     store = MemoryStore(HMAC_KEY, clock=clock)
-    assert await store.consume("session-revoked", "sid-ttl", clock.now + 10)
+    await store.revoke(DIGEST_A, clock.now + 10)
     clock.advance(10 + RETENTION_MARGIN - 1)
-    assert await store.recorded("session-revoked", "sid-ttl")
+    assert await store.is_revoked(DIGEST_A)
     clock.advance(1)
-    assert not await store.recorded("session-revoked", "sid-ttl")
+    assert not await store.is_revoked(DIGEST_A)
 
 
-async def test_recorded_on_a_closed_memory_store_is_unavailable() -> None:
+async def test_full_memory_store_refuses_a_revocation() -> None:
+    store = MemoryStore(HMAC_KEY, max_records=1)
+    await store.revoke(DIGEST_A, time.time() + 60)
+    with pytest.raises(StoreUnavailable):
+        await store.revoke(DIGEST_B, time.time() + 60)
+    assert await store.is_revoked(DIGEST_A)
+
+
+async def test_revocation_on_a_closed_memory_store_is_unavailable() -> None:
     store = MemoryStore(HMAC_KEY)
     await store.close()
     with pytest.raises(StoreUnavailable):
-        await store.recorded("session-revoked", "sid")
+        await store.is_revoked(DIGEST_A)
+    with pytest.raises(StoreUnavailable):
+        await store.revoke(DIGEST_A, NOW)
