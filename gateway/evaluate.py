@@ -97,7 +97,7 @@ class Evaluator:
                 decision = self._allow_decisions[id(rule)] = decide_for_rule(rule, None, None, now)
             return Evaluation(decision)
         session = None
-        unchecked = False  # a valid cookie whose revocation the store could not confirm
+        unchecked = False  # revocation unknown: local set overflowed and the store is down
         if rule.min_age is not None:  # public and deny rules never open the cookie
             try:
                 session = await runtime.revocation.open(get_cookie(headers, SESSION_COOKIE), now)

@@ -108,7 +108,7 @@ class _Flow:
     # -- helpers ---------------------------------------------------------------
 
     async def _session(self, request: Request, now: float) -> SessionClaims | None:
-        """The session unless revoked; raises StoreUnavailable (see gateway.revocation)."""
+        """The session unless revoked; StoreUnavailable only past the revoked-set bound."""
         cookie = get_cookie(request.scope["headers"], SESSION_COOKIE)
         return await self.runtime.revocation.open(cookie, now)
 
@@ -366,18 +366,18 @@ class _Flow:
                 title="Not allowed",
             )
         cookie = clear_cookie(SESSION_COOKIE)
-        try:
-            # Recorded before the cookie is cleared, so every copy of it dies with this one.
-            if await self.runtime.revocation.revoke(
-                get_cookie(request.scope["headers"], SESSION_COOKIE), time.time()
-            ):
-                log_event("session_revoked")
-        except StoreUnavailable:
-            # The browser's cookie is still cleared; the answer says copies may live on.
-            log_event("session_not_revoked", level=logging.WARNING, reason="store_unavailable")
-            down = self._store_down(request)
-            down.headers.append("set-cookie", cookie.decode("latin-1"))
-            return down
+        # Revoked before the cookie is cleared, so every copy of it dies with this one.
+        revoked = await self.runtime.revocation.revoke(
+            get_cookie(request.scope["headers"], SESSION_COOKIE), time.time()
+        )
+        if revoked == "recorded":
+            log_event("session_revoked")
+        elif revoked == "pending":
+            # Refused by this process already and recorded when Redis is back, so the
+            # logout is answered as done: a 503 would invite a retry that, without the
+            # cookie we are clearing, could revoke nothing more.
+            self.runtime.metrics.store_errors.inc()
+            log_event("session_revocation_pending", level=logging.WARNING)
         if wants_html(request.headers.get("accept", "").encode("latin-1")):
             return _response(303, headers=[("location", "/")], cookies=[cookie])
         return _response(204, cookies=[cookie])

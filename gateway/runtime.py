@@ -39,6 +39,7 @@ from verifiers.base import VerificationError, Verifier, VerifierServices
 __all__ = ["PolicyHolder", "Runtime", "load_checked_policy", "verifier_services"]
 
 _RELOAD_POLL_SECONDS = 1.0
+_FOLLOW_WAIT_SECONDS = 3.0
 
 
 def load_checked_policy(path: Path, known_verifiers: set[str]) -> Policy:
@@ -172,7 +173,8 @@ class Runtime:
 
         audience = settings.audience
         sessions = SessionCodec(settings.session_keys, audience, on_invalid=count(SESSION_COOKIE))
-        store = open_store(settings.store, derive_key(master, "store-hmac"))
+        store_key = derive_key(master, "store-hmac")
+        store = open_store(settings.store, store_key)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -181,6 +183,7 @@ class Runtime:
             revocation=SessionRevocation(
                 sessions,
                 store,
+                store_key,
                 enabled=settings.session_revocation,
                 on_revoked=lambda: count(SESSION_COOKIE)("revoked"),
             ),
@@ -231,6 +234,13 @@ class Runtime:
                     )
         await self.proxy.start()
         self._tasks.append(asyncio.create_task(self._watch_policy()))
+        if self.revocation.enabled and self.store.shared:
+            self._tasks.append(asyncio.create_task(self.revocation.follow()))
+            # Serve only once past logouts are loaded (or the first attempt failed: then
+            # sessions pass as in any Redis outage, and the task keeps trying).
+            deadline = time.monotonic() + _FOLLOW_WAIT_SECONDS
+            while self.revocation.followed is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads now; not available on every platform or off the main thread.
