@@ -74,11 +74,7 @@ def test_replay_is_refused_across_workers_sharing_redis(
 def test_redis_down_keeps_sessions_and_refuses_new_verifications(
     tmp_path: Path, upstream: UpstreamServer, redis: RedisServer
 ) -> None:
-    # With session_revocation off, Redis is never on a valid session's path.  With it on
-    # (the default) sessions are refused while Redis is down instead: see
-    # tests/security/test_session_revocation.py.
-    settings = {"store": redis.url, "session_revocation": False}
-    with GatewayProcess(tmp_path, upstream=upstream.url, settings=settings) as gw:
+    with GatewayProcess(tmp_path, upstream=upstream.url, settings={"store": redis.url}) as gw:
         challenge = httpx.get(gw.url + "/echo/wine/red")
         token = gw.mint(nonce_from(challenge))
         first = httpx.get(gw.url + "/echo/wine/red", headers={"authorization": f"AgeToken {token}"})
