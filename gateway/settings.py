@@ -75,9 +75,7 @@ class Settings:
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
     session_keys_file: Path | None = None  # where session_keys were read from, if a file
-    session_revocation: bool = (
-        True  # logout revokes server-side; every session check asks the store
-    )
+    session_revocation: bool = True  # logout revokes server-side (gateway.revocation)
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
