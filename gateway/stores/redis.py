@@ -193,10 +193,7 @@ class RedisStore:
             except (RedisError, OSError, StoreUnavailable) as exc:
                 sink.attempted(False)
                 log_event(
-                    "revocations_not_followed",
-                    level=logging.WARNING,
-                    error=type(exc).__name__,
-                    retry_in=delay,
+                    "revocations_not_followed", level=logging.WARNING, error=type(exc).__name__
                 )
             finally:
                 with contextlib.suppress(RedisError, OSError):

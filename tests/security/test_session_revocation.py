@@ -261,6 +261,12 @@ def test_redis_holds_and_publishes_no_session_id_or_cookie(
     assert int(ttl_ms) <= (claims.expires_at - time.time() + RETENTION_MARGIN + 5) * 1000
 
 
+def _session_id(key: str, origin: str, cookie: str) -> str:
+    claims = SessionCodec(parse_key_lines(key), origin).open(cookie, time.time())
+    assert claims is not None and claims.session_id
+    return claims.session_id
+
+
 def _listen(server: RedisServer, heard: list[bytes], listening: threading.Event) -> None:
     import redis
 
@@ -343,6 +349,11 @@ def test_redis_down_sessions_pass_and_earlier_logouts_hold(
                 assert time.monotonic() < deadline, "pending logout never propagated"
                 time.sleep(0.05)
             assert get(first, PROTECTED, [_jar(kept)]).status == 200
+            events = {line["event"] for gw in (first, second) for line in gw.log_lines()}
+            assert {"session_revocation_pending", "revocations_not_followed"} <= events
+            logs = first.log_path.read_text() + second.log_path.read_text()
+            sid = _session_id(key, first.public_origin, during)
+            assert during not in logs and sid not in logs
             # A worker started now loads it from the restarted Redis.
             with _worker(
                 tmp_path / "c", first.public_origin, redis.url, key, signer, upstream.url
