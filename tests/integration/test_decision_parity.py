@@ -101,7 +101,7 @@ CASES = [
     Case("token-in-authorization", b"/echo/wine/red", (200, None), token={18: True}),
     Case("token-too-young", b"/echo/wine/red", (401, "age_not_proven"), token={16: True}),
     Case("token-proven-under", b"/echo/wine/red", (403, "proven_under"), token={18: False}),
-    Case("token-malformed", b"/echo/wine/red", (401, "missing_nonce"), bad_token=True),
+    Case("token-malformed", b"/echo/wine/red", (401, "malformed"), bad_token=True),
 ]
 
 MODES = ["proxy", "forwarded", "original", "envoy", "via-nginx", "via-caddy"]
