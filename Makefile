@@ -45,6 +45,7 @@ interop-deps:
 lint: install
 	$(VENV)/bin/ruff check gateway verifiers tests loadtests
 	$(VENV)/bin/ruff format --check gateway verifiers tests loadtests
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -60,6 +61,6 @@ bench-forward-auth: install system-deps
 
 # Every node_modules (interop tests, Privacy Pass interop, any other) and hypothesis databases.
 clean:
-	rm -rf $(VENV) tests/artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .import_linter_cache tests/artifacts .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./.git -prune -o \( -name node_modules -o -name .hypothesis \) -type d \
 	  -prune -exec rm -rf {} +

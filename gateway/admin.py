@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.core.problem import send_problem, send_response
 from gateway.errors import StoreUnavailable
-from gateway.problem import send_problem, send_response
 from gateway.runtime import Runtime
 from gateway.types import ASGIApp, Receive, Scope, Send
 

@@ -2,8 +2,8 @@
 
 ::
 
-    GatewayApp (ASGI, lifespan: Runtime.start / Runtime.close)
-    ├── Gate              hot path, raw ASGI: host → canonical path → decide → proxy
+    GatewayApp (ASGI, lifespan: Runtime and Proxy start / close)
+    ├── Gate              hot path, raw ASGI: host → canonical path → decide → Proxy
     │   └── flow          /.agegate/* (Starlette): verify, callback, status, logout
     ├── .admin            AdminApp on admin_listen: healthz, readyz, metrics, policy
     │                     (+ /.agegate/authz when authz_listen is not set)
@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 
 from gateway.admin import AdminApp
-from gateway.authz import AUTHZ_PATH, AuthzApp
-from gateway.flow import build_flow_app
-from gateway.gate import Gate
+from gateway.authz.endpoint import AUTHZ_PATH, AuthzApp
+from gateway.browser.flow import build_flow_app
+from gateway.core.problem import send_problem
 from gateway.observability import log_event
-from gateway.problem import send_problem
+from gateway.proxy.forward import Proxy
+from gateway.proxy.handler import Gate
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Receive, Scope, Send
@@ -30,9 +31,10 @@ __all__ = ["GatewayApp", "build_app"]
 class GatewayApp:
     """The public ASGI application; ``admin`` and ``authz`` are the other listeners' apps."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, proxy: Proxy) -> None:
         self.runtime = runtime
-        self.gate = Gate(runtime, build_flow_app(runtime))
+        self.proxy = proxy
+        self.gate = Gate(runtime, proxy, build_flow_app(runtime))
         self.authz = AuthzApp(runtime)
         # Forward-auth answers on its own listener when one is set, else on the admin one.
         extra: dict[str, ASGIApp] = (
@@ -64,6 +66,9 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
+                    # A verifier's credential scheme never reaches the site, used or not.
+                    self.proxy.add_credential_schemes(self.runtime.verifiers.values())
+                    await self.proxy.start()
                 except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
                     log_event("startup_failed", level=logging.ERROR, error=str(exc))
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -71,6 +76,7 @@ class GatewayApp:
                 log_event("started", policy_sha256=self.runtime.policies.policy.sha256)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.proxy.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -78,4 +84,4 @@ class GatewayApp:
 
 def build_app(settings: Settings) -> GatewayApp:
     """Compose the gateway from settings; raises ConfigError or PolicyError."""
-    return GatewayApp(Runtime.create(settings))
+    return GatewayApp(Runtime.create(settings), Proxy.from_settings(settings))

@@ -22,18 +22,18 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.client_address import client_address
+from gateway.core.client_address import client_address
 from gateway.errors import ConfigError, PolicyError
-from gateway.nonces import NonceIssuer, derive_key
 from gateway.observability import Metrics, log_event, truncate_ip
 from gateway.plugins import load_verifiers
 from gateway.policy import Policy, load_policy
 from gateway.policy.testing import run_policy_tests
-from gateway.proxy import Proxy
-from gateway.revocation import SessionRevocation
-from gateway.session import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
+from gateway.session.codec import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
+from gateway.session.nonces import NonceIssuer, derive_key
+from gateway.session.revocation import SessionRevocation
 from gateway.settings import Settings
-from gateway.stores import RateDecision, Store, open_store
+from gateway.stores import open_store
+from gateway.stores.base import RateDecision, Store
 from verifiers.base import VerificationError, Verifier, VerifierServices
 
 __all__ = ["PolicyHolder", "Runtime", "load_checked_policy", "verifier_services"]
@@ -138,7 +138,6 @@ class Runtime:
     challenges: ChallengeCodec
     nonces: NonceIssuer
     store: Store
-    proxy: Proxy
     verifiers: dict[str, Verifier]
     client_hmac_key: bytes
     http: aiohttp.ClientSession | None = None
@@ -192,17 +191,6 @@ class Runtime:
             ),
             nonces=NonceIssuer(derive_key(master, "api-nonce")),
             store=store,
-            proxy=Proxy(
-                upstream=settings.upstream,
-                connect_timeout=settings.upstream_connect_timeout,
-                read_timeout=settings.upstream_read_timeout,
-                trusted_proxies=settings.trusted_proxies,
-                forward_client_ip=settings.forward_client_ip,
-                strip_cookie_names=(SESSION_COOKIE.encode(), CHALLENGE_COOKIE.encode()),
-                max_request_body=settings.max_request_body,
-                request_buffer_size=settings.request_buffer_size,
-                max_connections=settings.upstream_max_connections,
-            ),
             verifiers={},
             client_hmac_key=derive_key(master, "client-bucket"),
         )
@@ -216,9 +204,6 @@ class Runtime:
             self.settings.verifiers, verifier_services(self.settings, self.http)
         )
         for verifier in self.verifiers.values():
-            scheme = getattr(verifier, "auth_scheme", None)
-            if isinstance(scheme, str) and scheme:
-                self.proxy.add_credential_scheme(scheme)  # never forwarded, used or not
             warm = getattr(verifier, "warm", None)
             if callable(warm):
                 # Keys fetched now, so the first visitor does not wait on the provider; a
@@ -232,7 +217,6 @@ class Runtime:
                         verifier=verifier.name,
                         reason=exc.reason,
                     )
-        await self.proxy.start()
         self._tasks.append(asyncio.create_task(self._watch_policy()))
         if self.revocation.enabled and self.store.shared:
             self._tasks.append(asyncio.create_task(self.revocation.follow()))
@@ -258,7 +242,6 @@ class Runtime:
             aclose = getattr(verifier, "aclose", None)
             if callable(aclose):
                 await aclose()
-        await self.proxy.close()
         await self.store.close()
         if self.http is not None:
             await self.http.close()
@@ -276,7 +259,7 @@ class Runtime:
 
         ``rate_limit`` attempts per minute per client network and purpose, the client
         being the TCP ``peer`` or, behind a trusted proxy, the address it reports
-        (:func:`~gateway.client_address.client_address`); raises StoreUnavailable
+        (:func:`~gateway.core.client_address.client_address`); raises StoreUnavailable
         when the store cannot be reached.
         """
         limit = self.settings.rate_limit

@@ -23,9 +23,9 @@ from typing import Any, Literal
 import uvicorn
 
 from gateway.app import GatewayApp, build_app
-from gateway.keys import readable_by_others
+from gateway.http.server import ClientTimeouts, serve_config
 from gateway.observability import configure_logging, flush_logs, log_event
-from gateway.server import ClientTimeouts, serve_config
+from gateway.session.keys import readable_by_others
 from gateway.settings import Listen, Settings
 from gateway.types import ASGIApp
 

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.core.hosts import host_name
 from gateway.errors import ConfigError
-from gateway.hosts import host_name
 from verifiers.config import did_you_mean, parse_duration
 
 __all__ = ["Listen", "LogSettings", "Settings", "load_settings", "parse_settings"]
@@ -75,7 +75,7 @@ class Settings:
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
     session_keys_file: Path | None = None  # where session_keys were read from, if a file
-    session_revocation: bool = True  # logout revokes server-side (gateway.revocation)
+    session_revocation: bool = True  # logout revokes server-side (gateway.session.revocation)
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
@@ -315,7 +315,7 @@ def _session_keys(
     values: Mapping[str, Any], where: Any, base: Path, env: Mapping[str, str]
 ) -> tuple[bytes, ...]:
     # Imported here to keep settings importable before the session module exists in a tree.
-    from gateway.keys import parse_key_lines
+    from gateway.session.keys import parse_key_lines
 
     inline = values.get("session_keys")
     file = values.get("session_keys_file")

@@ -65,7 +65,7 @@ def setup(directory: Path, listen: int, admin: int, upstream: str) -> None:
     """Write the gateway's settings, policy, keys and (when possible) a session cookie."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from gateway.keys import generate_key_line
+    from gateway.session.keys import generate_key_line
     from verifiers import sdk
 
     signing_key = ec.generate_private_key(ec.SECP256R1())
@@ -103,7 +103,7 @@ def _session_cookie(config: Path) -> str | None:
     """``__Host-agegate=<sealed session>`` proving age 18, or None before sessions exist."""
     try:
         from gateway.policy.facts import SessionClaims
-        from gateway.session import SESSION_COOKIE, SessionCodec
+        from gateway.session.codec import SESSION_COOKIE, SessionCodec
         from gateway.settings import load_settings
         from verifiers.base import AssuranceLevel
     except ImportError as exc:

@@ -1,6 +1,10 @@
-"""Suite-wide test settings."""
+"""Suite-wide test settings and the fixtures tests in several folders share."""
 
 from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +19,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("agegate")
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Callable[[str, str], str]:
+    """``write_file(name, text)`` -> path of a file holding ``text`` (dedented)."""
+
+    def write(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return str(path)
+
+    return write
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

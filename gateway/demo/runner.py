@@ -4,7 +4,7 @@ Three processes, each the way it would run for real:
 
 - the demo shop (``gateway.demo.shop``) under uvicorn, as the upstream;
 - the reference verifier (``python -m verifiers.reference``), development only;
-- the gateway (``python -m gateway.cli run --config …``).
+- the gateway (``python -m gateway.cli.main run --config …``).
 
 Keys are throwaway: a session key and the verifier's signing key are written
 to a temporary directory with the ``agegate.yaml`` that ties the three
@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from gateway.keys import generate_key_line
+from gateway.session.keys import generate_key_line
 from verifiers.reference.issuer import load_issuer_keys
 from verifiers.sdk import generate_signing_key, signing_key_pem
 
@@ -212,7 +212,7 @@ def demo_commands(
             "--client", f"{ports.origin}={ports.origin}/.agegate/callback/{PP_VERIFIER_NAME}",
             *(["--pp-keys-dir", str(files.pp_keys)] if files.pp_keys else []),
         ],
-        "gateway": [python, "-m", "gateway.cli", "run", "--config", str(files.config)],
+        "gateway": [python, "-m", "gateway.cli.main", "run", "--config", str(files.config)],
     }  # fmt: skip
 
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
+from gateway.core.paths import split_target
 from gateway.errors import BadRequest
-from gateway.paths import split_target
 from gateway.policy.decide import REASONS
 from gateway.policy.fields import (
     KNOWN_METHODS,

@@ -19,7 +19,7 @@ class RequestFacts:
 
     method: str  # upper-case, e.g. "GET"
     host: str  # lower-case, without port
-    path: str  # canonical path from gateway.paths (never the query)
+    path: str  # canonical path from gateway.core.paths (never the query)
     jurisdiction: str | None = None  # upper-case code from a trusted proxy header, else None
 
 

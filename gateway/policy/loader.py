@@ -20,8 +20,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.core.hosts import host_name
 from gateway.errors import PolicyError
-from gateway.hosts import host_name
 from gateway.policy.embedded import parse_tests
 from gateway.policy.fields import (
     KNOWN_METHODS,

@@ -7,7 +7,7 @@ path.  A glob *inside* a segment (``*.css``) is refused at load: with whole
 segments only, "does rule A cover rule B" stays an exact, cheap question
 (:meth:`PathPattern.covers`), which is what makes shadowed rules a load error.
 
-Paths are matched in their canonical form (:func:`gateway.paths.canonical_path`):
+Paths are matched in their canonical form (:func:`gateway.core.paths.canonical_path`):
 no dot segments, no ``//``, unreserved characters decoded, other escapes in
 upper-case hex.  A trailing slash is not significant: ``/wine`` and ``/wine/``
 are the same resource to nearly every upstream, so a rule protecting one must

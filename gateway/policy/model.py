@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from gateway.core.hosts import parse_host
 from gateway.errors import BadRequest
-from gateway.hosts import parse_host
 from gateway.policy.matcher import PathPattern, match_key
 from verifiers.base import AssuranceLevel
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.core.paths import canonical_path
 from gateway.errors import BadRequest
-from gateway.paths import canonical_path
 from gateway.policy.decide import NO_MATCH, Decision, decide_for_rule
 from gateway.policy.facts import SessionClaims
 from gateway.policy.model import Expectation, Policy, PolicyTest, Rule, TestSession

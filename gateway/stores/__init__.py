@@ -8,108 +8,17 @@ callers fail closed.  Redis is consulted while verifying a presentation,
 rate-limiting ``/.agegate/`` endpoints and recording a logout, never for a
 request that already carries a valid session: revoked sessions reach every
 process through :meth:`Store.follow_revocations` and are checked in a local
-set (:mod:`gateway.revocation`).
+set (:mod:`gateway.session.revocation`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.stores.base import Store
 
-__all__ = [
-    "RETENTION_MARGIN",
-    "RateDecision",
-    "RevocationSink",
-    "Store",
-    "open_store",
-    "record_digest",
-]
-
-# Records outlive their ``expires_at`` by this much: verifiers accept tokens up
-# to 30 s past ``exp`` (clock skew, SPEC §5), and gateway workers' clocks may
-# differ a little, so a record must still exist while any worker could accept.
-RETENTION_MARGIN = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class RateDecision:
-    """Whether one more request fits in its bucket, and if not, when to retry (seconds)."""
-
-    allowed: bool
-    retry_after: float
-
-
-@dataclass(frozen=True, slots=True)
-class RevocationSink:
-    """Where :meth:`Store.follow_revocations` delivers, and whom it tells about its state.
-
-    ``revoked(digest, forget_after)`` for each revocation (``forget_after`` in
-    this process's epoch seconds); ``subscribed()`` once per (re)subscription,
-    before the catch-up, to record what could not be recorded meanwhile;
-    ``attempted(ok)`` after each catch-up attempt, successful or not.
-    """
-
-    revoked: Callable[[str, float], None]
-    subscribed: Callable[[], Awaitable[None]]
-    attempted: Callable[[bool], None]
-
-
-class Store(Protocol):
-    """What the gateway needs from a store; also satisfies :class:`verifiers.base.ReplayGuard`."""
-
-    async def consume(self, namespace: str, value: str, expires_at: float) -> bool:
-        """Record ``value`` until ``expires_at`` (plus a margin); False if already recorded."""
-        ...
-
-    async def revoke(self, digest: str, expires_at: float) -> None:
-        """Record a revoked session's digest until ``expires_at`` (plus a margin) and tell
-        every process following revocations; idempotent."""
-        ...
-
-    async def is_revoked(self, digest: str) -> bool:
-        """True while ``digest`` is recorded by :meth:`revoke` (one lookup, nothing written)."""
-        ...
-
-    async def follow_revocations(self, sink: RevocationSink) -> None:
-        """Until cancelled, hand ``sink`` every revocation any process records, past ones
-        first; returns at once for a store that is not shared.  Never raises for an outage."""
-        ...
-
-    async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
-        """Count one request in ``bucket``; at most ``limit`` per fixed ``window`` seconds."""
-        ...
-
-    async def ping(self) -> bool:
-        """True when the store answers (for ``/readyz``); never raises."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections; the store is unusable afterwards."""
-        ...
-
-    @property
-    def shared(self) -> bool:
-        """True when several processes see the same records (safe with many workers)."""
-        ...
-
-
-def record_digest(key: bytes, namespace: str, value: str) -> str:
-    """Hex ``HMAC-SHA256(key, len(namespace) || namespace || value)``: how a value is stored.
-
-    The namespace (``"nonce"``, ``"jti:<issuer>"``, …) is inside the MAC, so
-    a nonce and a token id with the same text are different records, and it
-    is length-prefixed so no (namespace, value) pair can collide with another.
-    It is not written in clear anywhere.
-    """
-    ns = namespace.encode("utf-8", "surrogatepass")
-    message = len(ns).to_bytes(4, "big") + ns + value.encode("utf-8", "surrogatepass")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+__all__ = ["open_store"]
 
 
 def open_store(url: str, hmac_key: bytes) -> Store:
@@ -135,8 +44,7 @@ def open_store(url: str, hmac_key: bytes) -> Store:
             raise ConfigError(
                 "the memory store takes no host, path or options: use memory://", key="store"
             )
-        # Imported here: the store modules import this one (RateDecision,
-        # record_digest), and a memory-only gateway need not load redis-py.
+        # Imported here: a memory-only gateway need not load redis-py.
         from gateway.stores.memory import MemoryStore
 
         return MemoryStore(hmac_key)

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from gateway.errors import StoreUnavailable
-from gateway.stores import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
+from gateway.stores.base import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
 
 __all__ = ["DEFAULT_MAX_BUCKETS", "DEFAULT_MAX_RECORDS", "MemoryStore"]
 

@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
 from gateway.observability import log_event
-from gateway.stores import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
+from gateway.stores.base import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
 
 __all__ = ["RedisStore", "parse_revocation_message"]
 

@@ -144,7 +144,7 @@ def test_commands_register_the_gateway_callback(tmp_path: Path, policy: Path) ->
     assert commands["gateway"] == [
         "python3",
         "-m",
-        "gateway.cli",
+        "gateway.cli.main",
         "run",
         "--config",
         str(files.config),

@@ -107,7 +107,7 @@ def test_metrics_use_their_own_registry() -> None:
 
 
 def test_access_lines_take_the_buffered_fast_path_with_the_same_shape() -> None:
-    from gateway.access import AccessLog, AccessRecord
+    from gateway.decision.access import AccessLog, AccessRecord
     from gateway.observability import ALLOWED_LOG_FIELDS, configure_logging
 
     stream = io.StringIO()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.keys import generate_key_line, key_id, parse_key_lines
+from gateway.session.keys import generate_key_line, key_id, parse_key_lines
 from gateway.settings import Listen, load_settings, parse_settings
 
 KEY = generate_key_line()
@@ -190,7 +190,7 @@ def test_hosts_default_to_public_origin_host() -> None:
 
 
 def test_hosts_are_read_by_the_request_parser() -> None:
-    # The same normal form the gateway matches a Host against (gateway/hosts.py).
+    # The same normal form the gateway matches a Host against (gateway/core/hosts.py).
     settings = parse_settings({"hosts": ["Shop.Example.", "[::1]", "0:0::2"]}, environ={})
     assert settings.hosts == {"shop.example", "::1", "::2"}
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.keys import generate_key_line
+from gateway.session.keys import generate_key_line
 from tests.support.gateway import GatewayProcess, session_cookie
 from tests.support.redis import RedisServer
 from tests.support.upstream import UpstreamServer

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.facts import SessionClaims
-from gateway.session import SESSION_COOKIE, SessionCodec
+from gateway.session.codec import SESSION_COOKIE, SessionCodec
 from gateway.settings import load_settings
 from tests.integration.proxies import CaddyProcess, NginxProcess
 from tests.support.gateway import GatewayProcess

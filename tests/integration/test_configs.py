@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from gateway.authz import AUTHZ_PATH
+from gateway.authz.endpoint import AUTHZ_PATH
 from tests.integration.proxies import DOCS
 
 

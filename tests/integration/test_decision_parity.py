@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.paths import canonical_path
+from gateway.core.paths import canonical_path
 from tests.integration.conftest import Stack, _start_stack, nonce_of, seal_session
 from tests.support.gateway import GatewayProcess
 from tests.support.rawhttp import RawResponse, request

@@ -131,7 +131,7 @@ def test_plugin_is_discovered_by_a_gateway_process(plugin_site: Path, tmp_path: 
     import json
     import os
 
-    from gateway.keys import generate_key_line
+    from gateway.session.keys import generate_key_line
 
     (tmp_path / "policy.yaml").write_text(
         "version: 1\nroutes:\n"
@@ -149,7 +149,7 @@ def test_plugin_is_discovered_by_a_gateway_process(plugin_site: Path, tmp_path: 
         "AGEGATE_SESSION_KEYS": generate_key_line(),
         "PYTHONPATH": os.pathsep.join([str(plugin_site), str(root)]),
     }
-    command = [sys.executable, "-m", "gateway.cli", "config", "check", "--config"]
+    command = [sys.executable, "-m", "gateway.cli.main", "config", "check", "--config"]
     result = subprocess.run(
         [*command, str(tmp_path / "agegate.yaml")],
         capture_output=True,

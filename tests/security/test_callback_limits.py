@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.forms import MAX_FORM_BYTES
+from gateway.browser.forms import MAX_FORM_BYTES
 from tests.security.support import HTML, browser_challenge, callback, get
 from tests.support.gateway import GatewayProcess
 from tests.support.rawhttp import RawResponse, parse_responses

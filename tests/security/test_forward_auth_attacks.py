@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from gateway.paths import canonical_path
+from gateway.core.paths import canonical_path
 from gateway.policy.facts import SessionClaims
-from gateway.session import SessionCodec
+from gateway.session.codec import SessionCodec
 from gateway.settings import load_settings
 from tests.security.support import get
 from tests.security.test_attack_corpus import (

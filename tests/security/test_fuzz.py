@@ -1,9 +1,9 @@
 """Property-based fuzzing that the per-module suites do not already do.
 
 Already fuzzed elsewhere (not repeated here): ``canonical_path`` and
-``split_target`` in-process (tests/gateway/test_paths.py), random text and
+``split_target`` in-process (tests/gateway/core/test_paths.py), random text and
 random blobs through ``SessionCodec.open`` / ``ChallengeCodec.open``
-(tests/gateway/test_return_paths.py), random strings, random JSON headers/claims and
+(tests/gateway/session/test_return_paths.py), random strings, random JSON headers/claims and
 signed random claims through the age-token verifier
 (tests/verifiers/test_age_token.py), random text and structures through the
 policy loader (tests/gateway/policy/test_loader.py).
@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from gateway.errors import PolicyError
 from gateway.policy.facts import SessionClaims
 from gateway.policy.loader import parse_policy_text
-from gateway.session import ChallengeCodec, ChallengeState, SessionCodec
+from gateway.session.codec import ChallengeCodec, ChallengeState, SessionCodec
 from tests.security.support import assert_not_upstream_content, new_upstream_requests
 from tests.support.gateway import GatewayProcess
 from tests.support.rawhttp import build_request, exchange

@@ -1,7 +1,7 @@
 """Open redirects through ``/.agegate/verify?return=`` on a live gateway.
 
-Reuses the ≥ 500 payload generator of ``tests/gateway/test_return_paths.py`` (which
-checks :func:`gateway.session.safe_return_path` in-process) and sends every
+Reuses the ≥ 500 payload generator of ``tests/gateway/session/test_return_paths.py`` (which
+checks :func:`gateway.session.codec.safe_return_path` in-process) and sends every
 payload to the real endpoint, twice: with a valid session (the gateway answers
 ``303`` to the return path, so ``Location`` is checked) and without (the
 challenge page, whose every link is checked).  The policy protects every path,
@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.gateway.test_return_paths import OPEN_REDIRECT_PAYLOADS, _assert_same_origin
+from tests.gateway.session.test_return_paths import OPEN_REDIRECT_PAYLOADS, _assert_same_origin
 from tests.security.support import HTML, api_session, get
 from tests.support.gateway import AUTHORIZE_URL, GatewayProcess
 from tests.support.upstream import UpstreamServer

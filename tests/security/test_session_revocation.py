@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.keys import generate_key_line, parse_key_lines
 from gateway.policy.facts import SessionClaims
-from gateway.session import SessionCodec
-from gateway.stores import RETENTION_MARGIN
+from gateway.session.codec import SessionCodec
+from gateway.session.keys import generate_key_line, parse_key_lines
+from gateway.stores.base import RETENTION_MARGIN
 from tests.security.support import (
     api_session,
     assert_not_upstream_content,

@@ -1,6 +1,7 @@
-"""An echo ASGI app served by ``gateway.server`` in a subprocess, and a strict raw client for it.
+"""An echo ASGI app served by ``gateway.http.server`` in a subprocess, and a strict
+raw client for it.
 
-For the listener's HTTP/1.1 tests (``tests/gateway/test_http1.py``, ``test_server.py``)::
+For the listener's HTTP/1.1 tests (``tests/gateway/http/test_http1.py``, ``test_server.py``)::
 
     with EchoServer(tmp_path, head_timeout=1, timeout_keep_alive=1) as server:
         server.port, server.pid, server.rss_kib(), server.wait_for_event("disconnect x")
@@ -24,7 +25,7 @@ Some paths behave differently, to drive the protocol's corners:
                     ``receive()`` says the client left (the events file)
 ==================  ============================================================
 
-Unlike ``GatewayProcess`` this runs ``gateway.server`` alone, without the
+Unlike ``GatewayProcess`` this runs ``gateway.http.server`` alone, without the
 gateway app: what is tested is the listener's HTTP/1.1, nothing above it.
 :class:`Connection` reads responses strictly (unlike ``rawhttp``, it keeps the
 bytes after a response for the next one): a stray byte after a response, such
@@ -240,11 +241,11 @@ _ROUTES: dict[str, Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[No
 
 
 class EchoServer:
-    """:func:`echo_app` served by ``gateway.server.serve_config`` in a subprocess.
+    """:func:`echo_app` served by ``gateway.http.server.serve_config`` in a subprocess.
 
     ``config`` goes to ``serve_config`` (``timeout_keep_alive=1``, say;
-    ``client_timeouts`` as a dict of :class:`gateway.server.ClientTimeouts` fields);
-    ``head_timeout`` sets ``gateway.server.HEAD_TIMEOUT`` in the subprocess
+    ``client_timeouts`` as a dict of :class:`gateway.http.server.ClientTimeouts` fields);
+    ``head_timeout`` sets ``gateway.http.server.HEAD_TIMEOUT`` in the subprocess
     when the module has it.  The process's stderr goes to ``server.log`` in
     ``workdir``, the app's events to ``events.txt``.
     """
@@ -493,19 +494,20 @@ def main(argv: list[str] | None = None) -> None:
     """Serve :func:`echo_app` on 127.0.0.1 until SIGTERM (the subprocess side)."""
     import uvicorn
 
-    import gateway.server
+    import gateway.http.server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--config", default="{}", help="serve_config keyword arguments, as JSON")
     parser.add_argument("--head-timeout", type=float, default=None)
     args = parser.parse_args(argv)
-    if args.head_timeout is not None and hasattr(gateway.server, "HEAD_TIMEOUT"):
-        gateway.server.HEAD_TIMEOUT = args.head_timeout
+    if args.head_timeout is not None and hasattr(gateway.http.server, "HEAD_TIMEOUT"):
+        gateway.http.server.HEAD_TIMEOUT = args.head_timeout
     options = json.loads(args.config)
     if "client_timeouts" in options:  # {"body": s, "body_deadline": s, "send": s}
-        options["client_timeouts"] = gateway.server.ClientTimeouts(**options["client_timeouts"])
-    config = gateway.server.serve_config(echo_app, host="127.0.0.1", port=args.port, **options)
+        timeouts = options["client_timeouts"]
+        options["client_timeouts"] = gateway.http.server.ClientTimeouts(**timeouts)
+    config = gateway.http.server.serve_config(echo_app, host="127.0.0.1", port=args.port, **options)
     # uvicorn re-raises the SIGTERM it handled once it has shut down; ignored here, so
     # exit status 0 means a shutdown that completed, not one cut short by the signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.keys import generate_key_line
+from gateway.session.keys import generate_key_line
 from tests.support.net import free_port, wait_for_port
 from tests.support.process import stop_process
 from verifiers import sdk
@@ -137,7 +137,7 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "gateway.cli.main", "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

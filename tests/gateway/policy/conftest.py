@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -30,15 +29,3 @@ def make_policy() -> PolicyFactory:
         return parse_policy_text(text, source="p.yaml", **kwargs)  # type: ignore[arg-type]
 
     return build
-
-
-@pytest.fixture
-def write_file(tmp_path: Path) -> Callable[[str, str], str]:
-    """``write_file(name, text)`` -> path of a file holding ``text`` (dedented)."""
-
-    def write(name: str, text: str) -> str:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return str(path)
-
-    return write

@@ -8,7 +8,7 @@ import pytest
 
 MODULES = [
     "gateway.policy",
-    "gateway.policy.commands",
+    "gateway.cli.policy",
     "gateway.policy.decide",
     "gateway.policy.embedded",
     "gateway.policy.facts",
@@ -32,8 +32,8 @@ def test_public_names_import(name: str) -> None:
 
 
 def test_contract_names_other_modules_use() -> None:
+    from gateway.cli.policy import check_command, explain_command
     from gateway.policy import Decision, Outcome, Requirement, decide, load_policy
-    from gateway.policy.commands import check_command, explain_command
     from gateway.policy.decide import Decision as DecideDecision
     from gateway.policy.decide import Outcome as DecideOutcome
     from gateway.policy.decide import Requirement as DecideRequirement

@@ -1,6 +1,6 @@
 """Real servers and a byte-exact HTTP client for the proxy tests.
 
-``gateway_app`` is the smallest raw ASGI app around :class:`gateway.proxy.Proxy`
+``gateway_app`` is the smallest raw ASGI app around :class:`gateway.proxy.forward.Proxy`
 (every request forwarded, as on an allowed route).  ``GatewayThread`` runs it
 under uvicorn (uvloop + httptools, like production) in a thread; ``raw_request``
 speaks HTTP/1.1 over a plain socket so tests see exactly what a client would.
@@ -21,7 +21,7 @@ from typing import Any
 import httptools
 import uvicorn
 
-from gateway.proxy import Proxy
+from gateway.proxy.forward import Proxy
 from gateway.types import ASGIApp, Receive, Scope, Send
 from tests.support.net import free_port, wait_for_port
 

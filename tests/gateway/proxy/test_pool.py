@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-import gateway.proxy
-import gateway.upstream
-import gateway.upstream_pool
+import gateway.proxy.forward
+import gateway.upstream.base
+import gateway.upstream.pool
 from gateway.errors import UpstreamError
-from gateway.upstream_pool import PoolClient
+from gateway.upstream.pool import PoolClient
 from tests.support.net import free_port
 from tests.support.upstream import UpstreamServer
 
@@ -42,7 +42,7 @@ async def pool(server):
 
 
 def test_public_names_import():
-    for module in (gateway.proxy, gateway.upstream, gateway.upstream_pool):
+    for module in (gateway.proxy.forward, gateway.upstream.base, gateway.upstream.pool):
         for name in module.__all__:
             assert getattr(module, name) is not None
 
@@ -169,7 +169,7 @@ async def test_streamed_body_shorter_than_its_length_is_aborted_and_not_reused(p
     async def short():
         yield b"abc"
 
-    with pytest.raises(gateway.upstream.BodyAborted):
+    with pytest.raises(gateway.upstream.base.BodyAborted):
         await pool.request("POST", b"/echo", [*HOST, (b"content-length", b"10")], short())
     assert pool.idle_connections == 0 and pool.open_connections == 0
 
@@ -179,7 +179,7 @@ async def test_streamed_body_longer_than_its_length_is_aborted_and_not_reused(po
         yield b"abc"
         yield b"defgh"
 
-    with pytest.raises(gateway.upstream.BodyAborted):
+    with pytest.raises(gateway.upstream.base.BodyAborted):
         await pool.request("POST", b"/echo", [*HOST, (b"content-length", b"4")], long())
     assert pool.idle_connections == 0 and pool.open_connections == 0
     resp = await pool.request("GET", b"/echo", HOST, b"")

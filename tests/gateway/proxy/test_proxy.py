@@ -9,7 +9,7 @@ import socket
 import aiohttp
 import pytest
 
-from gateway.proxy import private_cache_headers
+from gateway.proxy.forward import private_cache_headers
 from tests.gateway.proxy.harness import GatewayThread, gateway_app, make_proxy, raw_request
 from tests.support.net import free_port
 from tests.support.upstream import pattern_bytes

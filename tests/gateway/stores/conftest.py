@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.nonces import derive_key
+from gateway.session.nonces import derive_key
 from gateway.stores.memory import MemoryStore
 from gateway.stores.redis import RedisStore
 from tests.support.redis import RedisServer, redis_server_fixture

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.stores import RETENTION_MARGIN, RateDecision, Store, open_store, record_digest
+from gateway.stores import open_store
+from gateway.stores.base import RETENTION_MARGIN, RateDecision, Store, record_digest
 from gateway.stores.memory import MemoryStore
 from gateway.stores.redis import RedisStore
 from tests.gateway.stores.conftest import HMAC_KEY, FakeClock

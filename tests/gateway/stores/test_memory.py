@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import StoreUnavailable
-from gateway.stores import RETENTION_MARGIN
+from gateway.stores.base import RETENTION_MARGIN
 from gateway.stores.memory import MemoryStore
 from tests.gateway.stores.conftest import HMAC_KEY, FakeClock
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from gateway.errors import StoreUnavailable
-from gateway.stores import RETENTION_MARGIN
+from gateway.stores.base import RETENTION_MARGIN
 from gateway.stores.redis import RedisStore
 from tests.gateway.stores.conftest import HMAC_KEY, FakeClock
 from tests.support.redis import RedisServer

@@ -13,7 +13,7 @@ import redis.asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.stores import RETENTION_MARGIN, RevocationSink
+from gateway.stores.base import RETENTION_MARGIN, RevocationSink
 from gateway.stores.redis import RedisStore, parse_revocation_message
 from tests.gateway.stores.conftest import HMAC_KEY
 from tests.support.redis import RedisServer

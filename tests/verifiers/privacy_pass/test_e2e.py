@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from gateway.keys import generate_key_line
+from gateway.session.keys import generate_key_line
 from tests.support.gateway import GatewayProcess, cookie_value, session_cookie
 from tests.support.net import free_port
 from tests.support.redis import RedisServer
@@ -285,7 +285,7 @@ def test_browser_fallback_refuses_a_challenge_for_another_site(site: Site) -> No
 def test_agegate_pp_fetch_command(site: Site) -> None:
     result = subprocess.run(
         [
-            sys.executable, "-m", "gateway.cli", "pp", "fetch",
+            sys.executable, "-m", "gateway.cli.main", "pp", "fetch",
             "--url", f"{site.origin}/echo/wine/red",
             "--issuer", site.reference.url, "--birth-date", ADULT,
         ],

@@ -1,0 +1,1 @@
+"""Forward-auth mode: the decision endpoint for nginx, Caddy, Traefik and Envoy."""

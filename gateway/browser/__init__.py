@@ -1,0 +1,1 @@
+"""The /.agegate/ pages a browser visits: challenge, callback, status, logout."""

@@ -1,0 +1,1 @@
+"""The ``agegate`` command line; nothing else imports it."""

@@ -1,0 +1,1 @@
+"""Pure request plumbing shared by every mode: paths, hosts, headers, cookies, problems."""

@@ -1,0 +1,1 @@
+"""Deciding one request: policy, session, credentials, and the answer."""

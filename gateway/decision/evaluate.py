@@ -1,0 +1,212 @@
+"""One decision for one request, shared by proxy mode and forward-auth.
+
+:meth:`Evaluator.evaluate` opens the session cookie (only for rules that
+require an age), calls the pure :func:`~gateway.policy.decide`, and — when
+the answer is a challenge and the client sent ``Authorization`` with a scheme
+a route's verifier answers (``AgeToken``, or a plug-in's such as
+``PrivateToken``) — verifies it on the spot and decides again with the new
+session.  The result says what to do; :mod:`gateway.decision.responses` says it in HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.core.cookies import get_cookie, set_cookie
+from gateway.core.forwarding import is_trusted
+from gateway.decision.verification import peek_claim, session_claims, verify_presentation
+from gateway.errors import StoreUnavailable
+from gateway.policy import Action, Decision, Outcome, decide
+from gateway.policy.decide import NO_MATCH, decide_for_rule
+from gateway.policy.facts import RequestFacts
+from gateway.runtime import Runtime
+from gateway.session.codec import SESSION_COOKIE
+from verifiers.base import Presentation, VerificationError, Verifier
+
+__all__ = [
+    "AGE_TOKEN_SCHEME",
+    "Evaluation",
+    "Evaluator",
+    "Refusal",
+    "header",
+    "jurisdiction_of",
+]
+
+AGE_TOKEN_SCHEME = "agetoken"  # noqa: S105 - an auth scheme name, not a secret
+
+
+def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower-case) in an ASGI header list."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A presentation in ``Authorization`` was refused: answer this instead of deciding."""
+
+    status: int  # 401, 429 or 503
+    reason: str
+    detail: str
+    retry_after: int | None = None
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """What to do with a request: a decision, or a refusal of the credential it carried.
+
+    With a refusal, ``decision`` is the one made before the credential was looked at.
+    """
+
+    decision: Decision
+    refusal: Refusal | None = None
+    set_cookies: list[bytes] = field(default_factory=list)
+    verifier: str | None = None  # the verifier that just accepted a credential
+
+
+_STORE_DOWN = Refusal(
+    503, "store_unavailable", "age verification is briefly unavailable; try again shortly", 5
+)
+
+
+class Evaluator:
+    """Decides requests against the policy in force, answering API credentials inline."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # Decisions of allow rules depend on nothing but the rule: made once per
+        # rule of the policy in force (cleared when a reload replaces the policy).
+        self._allow_policy: object = None
+        self._allow_decisions: dict[int, Decision] = {}
+
+    async def evaluate(
+        self,
+        facts: RequestFacts,
+        headers: Sequence[tuple[bytes, bytes]],
+        peer: str | None,
+        now: float | None = None,
+    ) -> Evaluation:
+        runtime = self.runtime
+        now = time.time() if now is None else now
+        policy = runtime.policies.policy
+        rule = policy.match(facts.method, facts.host, facts.path)
+        if rule is None:
+            return Evaluation(NO_MATCH)
+        if rule.action is Action.ALLOW:
+            if policy is not self._allow_policy:
+                self._allow_policy = policy
+                self._allow_decisions = {}
+            decision = self._allow_decisions.get(id(rule))
+            if decision is None:
+                decision = self._allow_decisions[id(rule)] = decide_for_rule(rule, None, None, now)
+            return Evaluation(decision)
+        session = None
+        unchecked = False  # revocation unknown: local set overflowed and the store is down
+        if rule.min_age is not None:  # public and deny rules never open the cookie
+            try:
+                session = await runtime.revocation.open(get_cookie(headers, SESSION_COOKIE), now)
+            except StoreUnavailable:
+                runtime.metrics.store_errors.inc()
+                unchecked = True
+        decision = decide_for_rule(rule, facts.jurisdiction, session, now)
+        if decision.outcome is not Outcome.CHALLENGE or not decision.enforced:
+            return Evaluation(decision)
+        if unchecked:
+            # Not a challenge: the visitor did nothing wrong, and a new proof would need
+            # the store too.  The session is not honoured meanwhile (it may be logged out).
+            return Evaluation(decision, _STORE_DOWN)
+        authorization = header(headers, b"authorization")
+        if authorization is None:
+            return Evaluation(decision)
+        scheme, _, credential = authorization.decode("latin-1").partition(" ")
+        verifiers = self._verifiers_for(decision, scheme.lower())
+        if not verifiers:
+            return Evaluation(decision)  # not a scheme of ours here: an ordinary challenge
+        return await self._answer(
+            facts, decision, scheme.lower(), credential.strip(), verifiers, headers, peer, now
+        )
+
+    def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:
+        requirement = decision.requirement
+        if requirement is None:
+            return []
+        found = []
+        for name in requirement.verifiers:
+            verifier = self.runtime.verifiers.get(name)
+            if verifier is None:
+                continue
+            if str(getattr(verifier, "auth_scheme", "")).lower() == scheme:
+                found.append(verifier)
+        return found
+
+    async def _answer(
+        self,
+        facts: RequestFacts,
+        decision: Decision,
+        scheme: str,
+        credential: str,
+        verifiers: list[Verifier],
+        headers: Sequence[tuple[bytes, bytes]],
+        peer: str | None,
+        now: float,
+    ) -> Evaluation:
+        runtime = self.runtime
+        try:
+            limited = await runtime.rate_limit("api", peer, headers)
+            if limited is not None and not limited.allowed:
+                return Evaluation(
+                    decision,
+                    Refusal(
+                        429,
+                        "rate_limited",
+                        "too many verification attempts",
+                        int(limited.retry_after) + 1,
+                    ),
+                )
+            expected_nonce = None
+            if scheme == AGE_TOKEN_SCHEME:
+                expected_nonce = self._our_nonce(credential, now)
+            assertion = await verify_presentation(
+                runtime,
+                verifiers,
+                Presentation(credential, "authorization"),
+                expected_nonce=expected_nonce,
+                now=now,
+            )
+        except VerificationError as exc:
+            return Evaluation(decision, Refusal(401, exc.reason, "the age proof was refused"))
+        except StoreUnavailable:
+            return Evaluation(decision, _STORE_DOWN)
+        verifier = runtime.verifiers.get(assertion.verifier)
+        claims, max_age = session_claims(assertion, verifier, decision.requirement, now=now)
+        cookie = set_cookie(SESSION_COOKIE, runtime.sessions.seal(claims), max_age=max_age)
+        new_decision = decide(facts, claims, runtime.policies.policy, now)
+        return Evaluation(new_decision, None, [cookie], assertion.verifier)
+
+    def _our_nonce(self, token: str, now: float) -> str:
+        """The token's nonce, if this gateway issued it less than 5 minutes ago."""
+        nonce = peek_claim(token, "nonce")
+        if not isinstance(nonce, str):
+            raise VerificationError("missing_nonce")
+        if not self.runtime.nonces.check(nonce, now):
+            raise VerificationError(
+                "wrong_nonce", "the nonce was not issued by this gateway or is too old"
+            )
+        return nonce
+
+
+def jurisdiction_of(
+    runtime: Runtime, peer: str | None, headers: Sequence[tuple[bytes, bytes]]
+) -> str | None:
+    """The jurisdiction code from ``jurisdiction_header``, only from a trusted proxy."""
+    name = runtime.settings.jurisdiction_header
+    if name is None or not is_trusted(peer, runtime.settings.trusted_proxies):
+        return None
+    value = header(headers, name.encode())
+    if value is None or not value.replace(b"-", b"").isalnum() or len(value) > 8:
+        return None
+    return value.decode("ascii").upper()

@@ -1,0 +1,1 @@
+"""Reverse-proxy mode: the request handler, forwarding and the WebSocket relay."""

@@ -1,0 +1,224 @@
+"""The proxied path, in raw ASGI: host check, canonical path, decide, then act.
+
+Order per request (SPEC §6): a well-formed ``Host`` (else 400 ``bad_host``,
+:func:`~gateway.core.hosts.parse_host`) that is served (else 421) → canonical target
+(else 400, before any matching) → ``/.agegate/`` goes to the flow endpoints →
+:class:`~gateway.decision.evaluate.Evaluator` (policy, session, inline API
+credentials) → allow (proxy, with the required threshold in ``X-Agegate-*``),
+challenge (303 for browser navigations, 401 + ``WWW-Authenticate``
+otherwise) or deny (403).  Any error on a protected route denies; nothing
+here logs a token, a cookie or a full client address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from gateway.core.hosts import parse_host
+from gateway.core.paths import canonical_path
+from gateway.core.problem import send_problem
+from gateway.decision.access import AccessLog, AccessRecord, recording_status
+from gateway.decision.evaluate import Evaluation, Evaluator, header, jurisdiction_of
+from gateway.decision.responses import AGEGATE_PREFIX, Responder
+from gateway.errors import BadRequest
+from gateway.policy import Outcome, Requirement
+from gateway.policy.facts import RequestFacts
+from gateway.proxy.forward import Proxy
+from gateway.runtime import Runtime
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["AGEGATE_PREFIX", "Gate", "jurisdiction_of"]
+
+_T = TypeVar("_T")
+_CACHE_ENTRIES = 4096  # per cache: host values, raw paths
+_CACHE_KEY_BYTES = 512
+
+
+class Gate:
+    """The public listener's request handler (the app handles the lifespan)."""
+
+    def __init__(self, runtime: Runtime, proxy: Proxy, flow: ASGIApp) -> None:
+        self.runtime = runtime
+        self.proxy = proxy
+        self.flow = flow
+        self.settings = runtime.settings
+        self.evaluator = Evaluator(runtime)
+        self.responder = Responder(runtime)
+        self.access = AccessLog(
+            runtime.metrics, log_client_ip=self.settings.log_client_ip == "truncated"
+        )
+        # Host values and raw paths repeat from request to request; both functions are
+        # pure, so their results are kept (bounded; refusals are not kept).
+        self._hosts: dict[bytes, tuple[str, bytes]] = {}
+        self._paths: dict[bytes, str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = AccessRecord(scope.get("method", "GET"))
+        try:
+            await self._handle(scope, receive, send, record)
+        finally:
+            client = scope.get("client")
+            self.access.finish(record, client[0] if client else None)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, record: AccessRecord
+    ) -> None:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        accept = header(headers, b"accept")
+        method = record.method
+        try:
+            host, authority, path = self._target(scope, headers)
+        except BadRequest as exc:
+            record.set(status=exc.status, decision="reject", reason=exc.reason)
+            await self._reject(scope, send, exc.status, exc.reason, str(exc), accept, method)
+            return
+        record.path = path
+        if path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/"):
+            record.decision = "agegate"
+            scope["path"] = path
+            await self.flow(scope, receive, recording_status(send, record))
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        facts = RequestFacts(method, host, path, jurisdiction_of(self.runtime, peer, headers))
+        evaluation = await self.evaluator.evaluate(facts, headers, peer)
+        record.verifier = evaluation.verifier
+        decision = evaluation.decision
+        refusal = evaluation.refusal
+        if refusal is not None:  # a credential in Authorization was refused
+            record.set(status=refusal.status, decision="challenge", reason=refusal.reason)
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.responder.refusal(send, refusal, decision, method=method, accept=accept)
+            return
+        record.set_decision(decision)
+        outcome = decision.effective
+        if outcome is Outcome.ALLOW:
+            # Report-only lets an unproven visitor through: the site must not be told an
+            # age was proven, so X-Agegate-* go upstream only for a real allow.
+            proven = decision.requirement if decision.outcome is Outcome.ALLOW else None
+            await self._forward(scope, receive, send, record, authority, path, proven, evaluation)
+            return
+        if scope["type"] == "websocket":
+            record.status = 403
+            await send({"type": "websocket.close", "code": 1008})
+        elif outcome is Outcome.CHALLENGE:
+            record.status = await self.responder.challenge(
+                send,
+                decision,
+                method=method,
+                accept=accept,
+                path=path,
+                query=scope.get("query_string", b""),
+            )
+        else:
+            record.status = await self.responder.deny(send, decision, method=method, accept=accept)
+
+    def _target(
+        self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[str, bytes, str]:
+        """The accepted host's name and normal authority, and the canonical path.
+
+        Raises BadRequest: 400 for a malformed target or ``Host``, 421 for a host not served.
+        """
+        target = (scope.get("extensions") or {}).get("agegate") or {}
+        if target.get("target_error"):
+            # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
+            raise BadRequest(target["target_error"], "the request target is not acceptable")
+        host_values = [value for key, value in headers if key == b"host"]
+        if len(host_values) > 1:
+            # RFC 9112 §3.2: more than one Host is a 400; which one a server reads differs.
+            raise BadRequest("duplicate_host", "more than one Host header")
+        host, authority = self._host(host_values[0]) if host_values else (None, b"")
+        target_host = target.get("target_host")
+        if target_host is not None and target_host not in self.settings.hosts:
+            raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
+        if target_host is not None and target_host != host:
+            # RFC 9112 §3.2.2 would have us replace Host with the target's authority; the
+            # upstream would still see the client's Host, so a mismatch is refused instead.
+            raise BadRequest("host_mismatch", "the request target names another host than Host")
+        if host is None or host not in self.settings.hosts:
+            raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = self._paths.get(raw_path)
+        if path is None:
+            path = canonical_path(raw_path, allow_semicolons=self.settings.allow_semicolons)
+            _remember(self._paths, raw_path, path)
+        return host, authority, path
+
+    def _host(self, value: bytes) -> tuple[str, bytes]:
+        """``(name, authority)`` of a ``Host`` value; BadRequest (400 ``bad_host``) if malformed."""
+        known = self._hosts.get(value)
+        if known is None:
+            parsed = parse_host(value)
+            known = (parsed.name, parsed.authority.encode("ascii"))
+            _remember(self._hosts, value, known)
+        return known
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: AccessRecord,
+        authority: bytes,
+        path: str,
+        requirement: Requirement | None,
+        evaluation: Evaluation,
+    ) -> None:
+        add: list[tuple[bytes, bytes]] = []
+        if requirement is not None:
+            add.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
+            add.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
+        # A credential of ours, used or not, never goes upstream: the proxy drops every
+        # Authorization in a verifier's scheme (forwarding.upstream_request_headers).
+        if evaluation.set_cookies:
+            send = _add_response_headers(send, [(b"set-cookie", c) for c in evaluation.set_cookies])
+        # A protected response is kept out of shared caches: a cache in front of the
+        # gateway would otherwise serve an age-restricted page to unproven visitors.
+        record.status = await self.proxy.forward(
+            scope,
+            receive,
+            send,
+            host=authority,
+            path=path,
+            query=scope.get("query_string", b""),
+            add_headers=add,
+            private=requirement is not None,
+        )
+
+    async def _reject(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        reason: str,
+        detail: str,
+        accept: bytes | None,
+        method: str,
+    ) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send_problem(send, status, reason, detail, accept=accept, head=method == "HEAD")
+
+
+def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
+    """Keep ``value`` under ``key``: bounded in count and key size, so junk cannot grow it."""
+    if len(key) > _CACHE_KEY_BYTES:
+        return
+    if len(cache) >= _CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
+
+
+def _add_response_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return wrapped

@@ -1,0 +1,1 @@
+"""What a visitor carries: sealed session and challenge cookies, keys, nonces."""

@@ -1,0 +1,420 @@
+"""Sealed cookies: the session (SPEC §4), the challenge (SPEC §6), and safe return paths.
+
+Both cookies use one scheme::
+
+    v1.<key-id>.<base64url(nonce || AES-256-GCM ciphertext+tag)>
+
+The 12-byte nonce is random per seal.  The associated data binds the scheme
+version, the cookie *name* and the site's audience, so a session cookie never
+opens as a challenge cookie (or the reverse), and a cookie minted for one site
+never opens on another sharing the key file.  The AES key is derived from
+each configured key with HKDF and a per-cookie purpose, so the two cookie
+kinds never even share a key; the key id stays that of the configured key
+(SPEC §4), so operators can tell which line of the key file sealed a cookie.
+
+The first key seals, every key opens: adding a key line first rotates keys
+without logging anyone out.  Opening never raises: anything but a fresh,
+authentic cookie is ``None``, and ``on_invalid(reason)`` is told why
+(``malformed``, ``unknown_key``, ``tampered`` or ``expired``) for metrics.
+The reason never includes the cookie value.
+
+A session cookie carries a random session id (``sid``) so that a logout can
+revoke it server-side (:mod:`gateway.session.revocation`); cookies sealed before ids
+existed still open, with ``session_id`` None.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import re
+import secrets
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.errors import ConfigError
+from gateway.policy.facts import SessionClaims
+from gateway.session.keys import KEY_BYTES, key_id
+from gateway.session.nonces import derive_key
+from verifiers.base import AssuranceLevel
+
+__all__ = [
+    "CHALLENGE_COOKIE",
+    "MAX_RETURN_PATH",
+    "SESSION_COOKIE",
+    "ChallengeCodec",
+    "ChallengeState",
+    "SessionCodec",
+    "new_session_id",
+    "safe_return_path",
+]
+
+SESSION_COOKIE = "__Host-agegate"
+CHALLENGE_COOKIE = "__Host-agegate-challenge"
+MAX_RETURN_PATH = 2048
+
+OnInvalid = Callable[[str], None]
+
+_VERSION = "v1"
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+# Browsers keep at most ~4096 bytes per cookie; anything longer is not ours.
+_MAX_COOKIE_CHARS = 4096
+_KID_RE = re.compile(r"[0-9a-f]{8}")
+_BODY_RE = re.compile(r"([A-Za-z0-9_-]+)={0,2}")
+_SESSION_ID_BYTES = 16
+_SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+def new_session_id() -> str:
+    """A fresh random session id: 16 bytes, base64url without padding (22 characters)."""
+    return secrets.token_urlsafe(_SESSION_ID_BYTES)
+
+
+def _reject_constant(name: str) -> float:
+    # json.loads accepts NaN and Infinity by default; no timestamp of ours is either.
+    raise ValueError(f"non-finite number {name}")
+
+
+class _Sealer:
+    """AES-GCM sealing of bytes under a key ring, bound to one cookie name and audience."""
+
+    __slots__ = ("_aad", "_on_invalid", "_ring", "_sealing")
+
+    def __init__(
+        self,
+        keys: Sequence[bytes],
+        audience: str,
+        cookie_name: str,
+        on_invalid: OnInvalid | None,
+    ) -> None:
+        if not keys:
+            raise ConfigError(
+                "no session keys: set AGEGATE_SESSION_KEYS or session_keys_file "
+                "(create one with 'agegate keys generate')",
+                key="session_keys",
+            )
+        ring: dict[str, list[AESGCM]] = {}
+        for key in keys:
+            if len(key) != KEY_BYTES:
+                raise ConfigError(f"a session key is {KEY_BYTES} bytes", key="session_keys")
+            aead = AESGCM(derive_key(key, f"agegate {cookie_name} aead v1"))
+            # Two keys could share an 8-hex-digit id; keep both and try each.
+            ring.setdefault(key_id(key), []).append(aead)
+        first_id = key_id(keys[0])
+        self._sealing = (first_id, ring[first_id][0])
+        self._ring = ring
+        self._aad = json.dumps([_VERSION, cookie_name, audience]).encode("utf-8")
+        self._on_invalid = on_invalid
+
+    def seal(self, payload: bytes) -> str:
+        kid, aead = self._sealing
+        nonce = os.urandom(_NONCE_BYTES)
+        blob = nonce + aead.encrypt(nonce, payload, self._aad)
+        return f"{_VERSION}.{kid}.{base64.urlsafe_b64encode(blob).rstrip(b'=').decode('ascii')}"
+
+    def unseal(self, value: object) -> bytes | str:
+        """The plaintext (bytes), or why there is none (a reason code, str)."""
+        if not isinstance(value, str) or len(value) > _MAX_COOKIE_CHARS:
+            return "malformed"
+        version, kid, body = [*value.split("."), "", ""][:3]
+        if value.count(".") != 2 or version != _VERSION or not _KID_RE.fullmatch(kid):
+            return "malformed"
+        blob = _decode_body(body)
+        if blob is None or len(blob) < _NONCE_BYTES + _TAG_BYTES:
+            return "malformed"
+        candidates = self._ring.get(kid)
+        if candidates is None:
+            return "unknown_key"
+        for aead in candidates:
+            try:
+                return aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], self._aad)
+            except InvalidTag:
+                continue
+        return "tampered"
+
+    def report(self, reason: str) -> None:
+        """Tell the metrics hook why a cookie was ignored (never the cookie itself)."""
+        if self._on_invalid is not None:
+            self._on_invalid(reason)
+
+
+def _decode_body(body: str) -> bytes | None:
+    """Strict base64url: our alphabet only, padding tolerated, one canonical spelling."""
+    match = _BODY_RE.fullmatch(body)
+    if match is None:
+        return None
+    text = match.group(1)
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        return None
+    return raw
+
+
+def _load_payload(payload: bytes) -> Mapping[str, Any] | None:
+    try:
+        data = json.loads(payload, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return float(value)
+
+
+def _age(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 150:
+        raise ValueError("not an age threshold")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+def _ages(value: object) -> frozenset[int]:
+    if not isinstance(value, list):
+        raise ValueError("not a list")
+    return frozenset(_age(item) for item in value)
+
+
+class SessionCodec:
+    """Seals and opens the session cookie ``__Host-agegate`` (SPEC §4)."""
+
+    __slots__ = ("_cache", "_cache_size", "_on_invalid", "_sealer")
+
+    def __init__(
+        self,
+        keys: Sequence[bytes],
+        audience: str,
+        *,
+        on_invalid: OnInvalid | None = None,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._sealer = _Sealer(keys, audience, SESSION_COOKIE, on_invalid)
+        # Cookies this process already authenticated and decoded, by their exact value:
+        # opening one costs ~50 us (JSON and field checks), the protected route's biggest
+        # cost.  Only successful opens are cached, the keys never change for the life of
+        # the codec, and expiry is checked again on every use.  Bounded (oldest dropped).
+        self._cache: dict[str, SessionClaims] = {}
+        self._cache_size = cache_size
+
+    def seal(self, claims: SessionClaims) -> str:
+        """The cookie value carrying exactly the fields of ``claims``."""
+        payload = {
+            "age_over": sorted(claims.age_over),
+            "age_under": sorted(claims.age_under),
+            "assurance": claims.assurance.label,
+            "verifier": claims.verifier,
+            "issued_at": claims.issued_at,
+            "expires_at": claims.expires_at,
+        }
+        if claims.session_id is not None:
+            payload["sid"] = _session_id(claims.session_id)
+        return self._sealer.seal(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    def open(self, value: str | None, now: float) -> SessionClaims | None:
+        """The claims of a fresh, authentic cookie; ``None`` otherwise.  Never raises."""
+        if not value:
+            return None  # absent is not invalid: nothing to count
+        cached = self._cache.get(value)
+        if cached is not None:
+            if now < cached.expires_at:
+                return cached
+            del self._cache[value]
+            self._sealer.report("expired")
+            return None
+        outcome = self._open(value, now)
+        if isinstance(outcome, str):
+            self._sealer.report(outcome)
+            return None
+        if len(self._cache) >= self._cache_size:
+            del self._cache[next(iter(self._cache))]
+        self._cache[value] = outcome
+        return outcome
+
+    def _open(self, value: str, now: float) -> SessionClaims | str:
+        payload = self._sealer.unseal(value)
+        if isinstance(payload, str):
+            return payload
+        data = _load_payload(payload)
+        try:
+            if data is None or set(data) - {"sid"} != _SESSION_FIELDS:
+                raise ValueError("unexpected fields")
+            claims = SessionClaims(
+                age_over=_ages(data["age_over"]),
+                age_under=_ages(data["age_under"]),
+                assurance=AssuranceLevel.parse(_text(data["assurance"])),
+                verifier=_text(data["verifier"]),
+                issued_at=_finite(data["issued_at"]),
+                expires_at=_finite(data["expires_at"]),
+                session_id=_session_id(data["sid"]) if "sid" in data else None,
+            )
+        except ValueError:
+            return "malformed"
+        if not now < claims.expires_at:
+            return "expired"
+        return claims
+
+
+_SESSION_FIELDS = frozenset(SessionClaims.__dataclass_fields__) - {"session_id"}
+
+
+def _session_id(value: object) -> str:
+    if not isinstance(value, str) or not _SESSION_ID_RE.fullmatch(value):
+        raise ValueError("not a session id")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeState:
+    """What the challenge cookie remembers between the verify page and the callback."""
+
+    nonce: str
+    state: str
+    return_path: str
+    min_age: int
+    assurance: AssuranceLevel
+    verifiers: tuple[str, ...]
+    expires_at: float  # seconds since the epoch
+
+
+_CHALLENGE_FIELDS = frozenset(ChallengeState.__dataclass_fields__)
+
+
+class ChallengeCodec:
+    """Seals and opens the challenge cookie ``__Host-agegate-challenge`` (SPEC §6)."""
+
+    __slots__ = ("_sealer",)
+
+    def __init__(
+        self,
+        keys: Sequence[bytes],
+        audience: str,
+        *,
+        on_invalid: OnInvalid | None = None,
+    ) -> None:
+        self._sealer = _Sealer(keys, audience, CHALLENGE_COOKIE, on_invalid)
+
+    def seal(self, state: ChallengeState) -> str:
+        """The cookie value carrying ``state``."""
+        payload = {
+            "nonce": state.nonce,
+            "state": state.state,
+            "return_path": state.return_path,
+            "min_age": state.min_age,
+            "assurance": state.assurance.label,
+            "verifiers": list(state.verifiers),
+            "expires_at": state.expires_at,
+        }
+        return self._sealer.seal(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+    def open(self, value: str | None, now: float) -> ChallengeState | None:
+        """The state of a fresh, authentic challenge cookie; ``None`` otherwise.  Never raises."""
+        if not value:
+            return None
+        outcome = self._open(value, now)
+        if isinstance(outcome, str):
+            self._sealer.report(outcome)
+            return None
+        return outcome
+
+    def _open(self, value: str, now: float) -> ChallengeState | str:
+        payload = self._sealer.unseal(value)
+        if isinstance(payload, str):
+            return payload
+        data = _load_payload(payload)
+        try:
+            if data is None or set(data) != _CHALLENGE_FIELDS:
+                raise ValueError("unexpected fields")
+            verifiers = data["verifiers"]
+            if not isinstance(verifiers, list):
+                raise ValueError("not a list")
+            state = ChallengeState(
+                nonce=_text(data["nonce"]),
+                state=_text(data["state"]),
+                # Sealed values are ours, but re-checking costs nothing and keeps
+                # "never redirect off-site" true even if a caller forgot to.
+                return_path=safe_return_path(_text(data["return_path"])),
+                min_age=_age(data["min_age"]),
+                assurance=AssuranceLevel.parse(_text(data["assurance"])),
+                verifiers=tuple(_text(item) for item in verifiers),
+                expires_at=_finite(data["expires_at"]),
+            )
+        except ValueError:
+            return "malformed"
+        if not now < state.expires_at:
+            return "expired"
+        return state
+
+
+# Characters kept as they are in a return path: RFC 3986 reserved and
+# unreserved ones plus "%" (existing escapes).  Everything else, notably
+# non-ASCII, space, quotes and angle brackets, is percent-encoded, so the
+# result is plain ASCII and safe in a Location header.
+_PATH_SAFE = "/?#[]@!$&'()*+,;=:%~"
+# More nested encodings than this is not a real path; it is someone probing
+# for a component that decodes one more time than we do.
+_DECODE_ROUNDS = 3
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _safe_form(text: str) -> bool:
+    """One reading of a candidate path: path-absolute, no "//", no "\\", no controls."""
+    if not text.startswith("/") or "\\" in text:
+        return False
+    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in text):
+        return False
+    path = re.split(r"[?#]", text, maxsplit=1)[0]
+    # "//" at the start is a network-path reference; anywhere else in the path,
+    # dot-segment removal ("/..//evil") or a path-only redirect downstream can
+    # bring it to the start.
+    return "//" not in path
+
+
+def safe_return_path(value: str | None) -> str:
+    """``value`` when it is a same-origin relative path, else ``"/"`` (SPEC §6).
+
+    Accepted: ``"/"`` followed by a character other than ``"/"`` or ``"\\"``
+    (or exactly ``"/"``), at most :data:`MAX_RETURN_PATH` characters, no
+    backslash, no control or invisible format character, no ``"//"`` in the
+    path part.  The checks are repeated on every percent-decoded form (up to
+    three rounds) and on the NFKC form of each, so ``/%2F%2Fevil``,
+    ``/%5Cevil``, ``/%09/evil`` and ``/\uff0fevil`` are refused even where
+    some later component decodes or normalises once more.  The result is
+    ASCII: anything outside RFC 3986's reserved and unreserved sets is
+    percent-encoded.  Never raises.
+    """
+    if not isinstance(value, str) or not value or len(value) > MAX_RETURN_PATH:
+        return "/"
+    if value == "/":
+        return "/"
+    level = value
+    for _ in range(_DECODE_ROUNDS + 1):
+        if not _safe_form(level) or not _safe_form(unicodedata.normalize("NFKC", level)):
+            return "/"
+        decoded = unquote(level, errors="replace")
+        if decoded == level:
+            break
+        level = decoded
+    else:
+        return "/"
+    encoded = quote(value, safe=_PATH_SAFE)
+    return encoded if len(encoded) <= MAX_RETURN_PATH else "/"

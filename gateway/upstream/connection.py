@@ -1,0 +1,242 @@
+"""One upstream HTTP/1.1 connection of the pool: an asyncio Protocol around httptools.
+
+It parses the response of the current exchange and hands the body out in
+chunks with back-pressure (reading pauses past a high-water mark).  The
+pool-level rules are in :mod:`gateway.upstream.pool`; this module only knows
+how one response is framed:
+
+- HEAD, 204 and 304 end at their head (httptools cannot be told a HEAD response
+  has no body, so a fresh parser per exchange keeps the stream aligned);
+- 1xx interim responses are dropped, ``100 Continue`` is recorded;
+- an EOF ends a close-delimited body; anywhere else it is an upstream failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Protocol
+
+import httptools
+
+from gateway.core.timers import ConnectionTimer
+from gateway.errors import UpstreamError
+from gateway.upstream.base import unavailable, upstream_timeout
+
+__all__ = ["Connection", "ConnectionOwner"]
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from its pool."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the pool runs on."""
+        ...
+
+    def forget(self, conn: Connection) -> None:
+        """Called once when ``conn`` has closed."""
+        ...
+
+
+class Connection(asyncio.Protocol):
+    """One upstream connection; parses the response of the current exchange."""
+
+    def __init__(self, pool: ConnectionOwner) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser: Any = None
+        self.closed = False
+        self.reused = False
+        self.counted_out = False  # already subtracted from the pool's open count
+        self.idle_since = 0.0
+        self._drain: asyncio.Future[None] | None = None
+        # One timer per connection, moved only when a wait ends sooner than it fires:
+        # a timer per wait cost more than the rest of the wait.
+        self._timer = ConnectionTimer(self.loop, self._on_timer)
+        self._deadline = 0.0
+        self._fatal = True
+        self.reset(head_only=False)
+
+    def reset(self, *, head_only: bool) -> None:
+        """Prepare for a new exchange."""
+        self.head_only = head_only
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.until_eof = False
+        self.interim = False
+        self.got_bytes = False
+        self.error: UpstreamError | None = None
+        self.continued = False
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.parser is None or self.complete:
+            # Bytes nobody asked for (a body on a HEAD response, say): the
+            # stream is out of step, so the connection must not be reused.
+            self.keep_alive = False
+            self._fail(unavailable("the upstream sent bytes outside a response"))
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(unavailable("the upstream switched protocols unasked"))
+        except httptools.HttpParserError:
+            self._fail(unavailable("the upstream sent a malformed response"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._timer.stop()
+        self.pool.forget(self)
+        if self.head_done and self.until_eof and exc is None and not self.complete:
+            self.complete = True  # EOF is how a close-delimited body ends
+            self._wake()
+        elif not self.complete:
+            self._fail(unavailable("the upstream closed the connection"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(unavailable("the upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._drain = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+
+    # httptools callbacks --------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.interim = True  # dropped; its on_message_complete is ignored too
+            self.headers = []
+            if status == 100:
+                self.continued = True
+                self._wake()
+            return
+        self.status = status
+        self.head_done = True
+        self.keep_alive = bool(self.parser.should_keep_alive())
+        if self.head_only or status in (204, 304):
+            self.complete = True
+        else:
+            framed = False
+            for name, _ in self.headers:
+                if name.lower() in _FRAMING:
+                    framed = True
+                    break
+            if not framed:
+                self.until_eof = True
+                self.keep_alive = False
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.keep_alive = False  # a body where none may be: do not trust this stream
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        self.complete = True
+        self._wake()
+
+    # exchange helpers ------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: UpstreamError) -> None:
+        self.keep_alive = False
+        if self.error is None:
+            self.error = error
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    async def wait(self, timeout: float, *, fatal: bool = True) -> None:
+        """Wait for the next parser event, at most ``timeout`` seconds.
+
+        When the time runs out a ``fatal`` wait fails the exchange (504); any
+        other wait just returns.
+        """
+        if self.error is not None:
+            raise self.error
+        loop = self.loop
+        waiter = self.waiter = loop.create_future()
+        self._deadline = deadline = loop.time() + timeout
+        self._fatal = fatal
+        self._timer.arm_no_later(deadline)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    def _on_timer(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # no wait in progress; the next one arms the timer again
+        if self._deadline - self.loop.time() > 0.001:
+            self._timer.arm(self._deadline)  # this wait began after the timer was set
+            return
+        if not self._fatal:
+            waiter.set_result(None)
+            return
+        self.keep_alive = False
+        self.error = upstream_timeout()
+        waiter.set_exception(self.error)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.closed:
+            raise unavailable("the upstream closed the connection")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._drain is not None:
+            await self._drain
+
+    def take_body(self) -> bytes:
+        data = self.chunks.popleft() if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
+
+    def close(self) -> None:
+        self._timer.stop()
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True

@@ -1,0 +1,176 @@
+"""The local revoked set and SessionRevocation (gateway/session/revocation.py), without sockets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import StoreUnavailable
+from gateway.policy.facts import SessionClaims
+from gateway.session.codec import SessionCodec, new_session_id
+from gateway.session.nonces import derive_key
+from gateway.session.revocation import REVOKED_NAMESPACE, RevokedSet, SessionRevocation
+from gateway.stores.base import RETENTION_MARGIN, RevocationSink, record_digest
+from gateway.stores.memory import MemoryStore
+from verifiers.base import AssuranceLevel
+
+SESSION_KEY = b"\x02" * 32
+STORE_KEY = derive_key(SESSION_KEY, "store-hmac")
+AUDIENCE = "http://localhost:8080"
+NOW = 1_750_000_000.0
+
+
+def _claims(ttl: float = 600) -> SessionClaims:
+    return SessionClaims(
+        frozenset({18}), frozenset(), AssuranceLevel.BASIC, "t", NOW, NOW + ttl, new_session_id()
+    )
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose revoke() fails while ``down``; counts is_revoked() calls."""
+
+    def __init__(self) -> None:
+        super().__init__(STORE_KEY, clock=lambda: NOW)
+        self.down = False
+        self.asked = 0
+
+    async def revoke(self, digest: str, expires_at: float) -> None:
+        if self.down:
+            raise StoreUnavailable("down")
+        await super().revoke(digest, expires_at)
+
+    async def is_revoked(self, digest: str) -> bool:
+        self.asked += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return await super().is_revoked(digest)
+
+
+def _revocation(store: MemoryStore, **kwargs: object) -> tuple[SessionRevocation, SessionCodec]:
+    codec = SessionCodec((SESSION_KEY,), AUDIENCE)
+    revocation = SessionRevocation(
+        codec,
+        store,
+        STORE_KEY,
+        enabled=True,
+        clock=lambda: NOW,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return revocation, codec
+
+
+def test_digest_is_the_store_record_digest_of_the_session_id() -> None:
+    revocation, codec = _revocation(MemoryStore(STORE_KEY))
+    claims = _claims()
+    cookie = codec.seal(claims)
+    assert claims.session_id is not None
+    expected = record_digest(STORE_KEY, REVOKED_NAMESPACE, claims.session_id)
+    assert revocation.digest(claims, cookie) == expected
+    assert revocation.digest(claims, cookie) == expected  # cached, same answer
+    assert claims.session_id not in expected
+
+
+async def test_logout_refuses_the_cookie_in_this_process_and_records_it() -> None:
+    store = FlakyStore()
+    revocation, codec = _revocation(store)
+    claims = _claims()
+    cookie = codec.seal(claims)
+    assert await revocation.open(cookie, NOW) == claims
+    assert await revocation.revoke(cookie, NOW) == "recorded"
+    assert await revocation.open(cookie, NOW) is None
+    assert await store.is_revoked(revocation.digest(claims, cookie))
+    assert store.asked == 1  # only that check above: opening never asked the store
+
+
+async def test_nothing_to_revoke_without_a_valid_cookie() -> None:
+    revocation, _ = _revocation(MemoryStore(STORE_KEY))
+    assert await revocation.revoke(None, NOW) is None
+    assert await revocation.revoke("v1.junk", NOW) is None
+    assert not revocation.revoked
+
+
+async def test_a_logout_during_an_outage_is_recorded_on_the_next_subscription() -> None:
+    store = FlakyStore()
+    revocation, codec = _revocation(store)
+    claims = _claims()
+    cookie = codec.seal(claims)
+    store.down = True
+    assert await revocation.revoke(cookie, NOW) == "pending"
+    assert await revocation.open(cookie, NOW) is None  # refused here at once
+    store.down = False
+    sink: list[RevocationSink] = []
+
+    async def follow(given_sink: RevocationSink) -> None:
+        sink.append(given_sink)
+
+    store.follow_revocations = follow  # type: ignore[method-assign]
+    await revocation.follow()
+    await sink[0].subscribed()
+    assert await store.is_revoked(revocation.digest(claims, cookie))
+
+
+def test_revoked_set_forgets_at_expiry() -> None:
+    revoked = RevokedSet()
+    revoked.add("d1", NOW + 10, NOW)
+    revoked.add("d0", NOW - 1, NOW)  # already past: not kept
+    assert revoked.holds("d1", NOW + 9.9) and not revoked.holds("d1", NOW + 10)
+    assert not revoked.holds("d0", NOW)
+    revoked.add("d2", NOW + 20, NOW + 15)  # adding trims what expired
+    assert len(revoked) == 1
+
+
+async def test_past_the_bound_the_soonest_expiring_entry_is_asked_of_the_store() -> None:
+    store = FlakyStore()
+    revocation, codec = _revocation(store, max_entries=2)
+    cookies = [codec.seal(_claims(ttl)) for ttl in (100, 200, 300)]
+    for cookie in cookies:
+        assert await revocation.revoke(cookie, NOW) == "recorded"
+    assert len(revocation.revoked) == 2
+    assert revocation.revoked.lossy(NOW)
+    asked = store.asked
+    # The dropped one (soonest expiry) is still refused: the store is asked.
+    assert all([await revocation.open(cookie, NOW) is None for cookie in cookies])
+    assert store.asked == asked + 1
+    # Store down while the set is lossy: an unknown session cannot be cleared.
+    store.down = True
+    with pytest.raises(StoreUnavailable):
+        await revocation.open(codec.seal(_claims()), NOW)
+    # Once the dropped entry would have expired, the set is exact again.
+    later = NOW + 100 + RETENTION_MARGIN
+    assert not revocation.revoked.lossy(later)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.floats(0, 100)), min_size=1, max_size=40),
+    st.integers(1, 5),
+)
+def test_revoked_set_never_forgets_silently(entries: list[tuple[str, float]], bound: int) -> None:
+    """Bounded, and anything added and still live is held, or the set says it is lossy."""
+    revoked = RevokedSet(bound)
+    latest: dict[str, float] = {}
+    for digest, ttl in entries:
+        forget_after = NOW + ttl
+        revoked.add(digest, forget_after, NOW)
+        if forget_after > NOW:
+            latest[digest] = max(latest.get(digest, 0.0), forget_after)
+        assert len(revoked) <= bound
+    for digest, forget_after in latest.items():
+        for now in (NOW, forget_after - 0.001):
+            if now < forget_after:
+                assert revoked.holds(digest, now) or revoked.lossy(now)
+
+
+def test_revoked_set_refuses_a_zero_bound() -> None:
+    with pytest.raises(ValueError):
+        RevokedSet(0)
+
+
+async def test_disabled_revocation_neither_checks_nor_records() -> None:
+    store = FlakyStore()
+    codec = SessionCodec((SESSION_KEY,), AUDIENCE)
+    revocation = SessionRevocation(codec, store, STORE_KEY, enabled=False)
+    cookie = codec.seal(_claims())
+    assert await revocation.revoke(cookie, NOW) is None
+    assert await revocation.open(cookie, NOW) is not None
+    assert store.asked == 0 and len(store) == 0
