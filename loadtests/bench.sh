@@ -41,7 +41,7 @@ done
 
 if [ -n "${AGEGATE_CMD:-}" ]; then
     read -r -a AGEGATE <<<"$AGEGATE_CMD"
-elif [ -x "$ROOT/.venv/bin/agegate" ] && [ -f "$ROOT/gateway/cli.py" ]; then
+elif [ -x "$ROOT/.venv/bin/agegate" ] && [ -f "$ROOT/gateway/cli/main.py" ]; then
     AGEGATE=("$ROOT/.venv/bin/agegate" run)
 else
     echo "bench: no agegate command yet (set AGEGATE_CMD); running the nginx rows only" >&2
