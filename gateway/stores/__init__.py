@@ -1,14 +1,6 @@
-"""Single-use records and rate-limit buckets: in memory (one process) or in Redis (shared).
-
-Both stores keep only HMACs of what they are given (:func:`record_digest`),
-never a raw token id, nonce or client address, so a dump of Redis or of
-process memory discloses nothing linkable (SPEC §8).
-A store that cannot answer raises :class:`~gateway.errors.StoreUnavailable`:
-callers fail closed.  Redis is consulted while verifying a presentation,
-rate-limiting ``/.agegate/`` endpoints and recording a logout, never for a
-request that already carries a valid session: revoked sessions reach every
-process through :meth:`Store.follow_revocations` and are checked in a local
-set (:mod:`gateway.session.revocation`).
+"""Single-use records and rate-limit buckets: :func:`open_store` opens the store a
+settings URL names, in memory (one process) or in Redis (shared).  What every
+store offers, and why it keeps only HMACs, is in :mod:`gateway.stores.base`.
 """
 
 from __future__ import annotations
