@@ -58,8 +58,8 @@ class _Announcing(uvicorn.Server):
     """A uvicorn server that logs one ``listening`` line of ours once its socket is bound.
 
     uvicorn's own start and stop lines are dropped (see ``gateway.observability``):
-    with three listeners they came three times each, and without their
-    arguments they could not say where anything listens.
+    they come once per listener and, without their arguments, cannot say where
+    anything listens.
     """
 
     def __init__(
@@ -211,8 +211,8 @@ def _supervise(children: list[int]) -> int:
 def _freeze_heap() -> None:
     """Move everything built at start into the GC's permanent generation.
 
-    The modules and the runtime are ~47,000 tracked objects that live as long
-    as the process; a full collection walking them took 27 ms here, a pause
+    The modules and the runtime are tens of thousands of tracked objects that
+    live as long as the process; a full collection walking them is a pause
     every visitor in flight would feel.  Frozen, collections only walk what
     requests allocate.
     """

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.logscan import scan_logs
+from tests.support.redis import redis_server_fixture
+from tests.support.upstream import UpstreamServer
 
 # Property tests check behaviour, not speed: on a shared 2-core machine a slow example
 # is not a failure (speed is measured by loadtests/, never by a test).
@@ -19,6 +21,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("agegate")
+
+# One redis-server for the whole run, flushed before each test.
+redis_server = redis_server_fixture("session")
+# A server of its own, for tests that kill or stop it.
+own_redis_server = redis_server_fixture("function")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[UpstreamServer]:
+    """The test site (:class:`UpstreamServer`), one per module; it records what it saw."""
+    with UpstreamServer() as server:
+        yield server
 
 
 @pytest.fixture

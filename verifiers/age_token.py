@@ -1,7 +1,7 @@
 """The ``age-token`` verifier: JWS age tokens from any provider with a JWKS (SPEC §5).
 
 Registered as the ``age-token`` kind in the ``agegate.verifiers`` entry-point
-group.  The profile checks live in :mod:`verifiers.conformance` (shared with
+group.  The profile checks live in :mod:`verifiers.token_profile` (shared with
 ``agegate verifier check``); this module parses the verifier's config once,
 builds the browser redirect, runs the checks in order stopping at the first
 finding, and records ``jti`` and nonce in the replay store last, so a refused
@@ -28,7 +28,8 @@ from verifiers.base import (
     VerifyContext,
 )
 from verifiers.config import did_you_mean, optional_duration, provider_url
-from verifiers.conformance import (
+from verifiers.jwks import KEY_TYPE_FOR_ALG, JwksCache
+from verifiers.token_profile import (
     DEFAULT_ALGORITHMS,
     PROFILE_CLAIMS,
     SKEW,
@@ -41,7 +42,6 @@ from verifiers.conformance import (
     signature_algorithms,
     verify_signature,
 )
-from verifiers.jwks import KEY_TYPE_FOR_ALG, JwksCache
 
 __all__ = ["DEFAULT_SESSION_TTL", "AgeTokenConfig", "AgeTokenVerifier", "parse_config"]
 
@@ -163,7 +163,7 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> A
 
 
 class AgeTokenVerifier:
-    """Verifies ``age-token+jwt`` presentations; see :mod:`verifiers.conformance` for the order.
+    """Verifies ``age-token+jwt`` presentations; see :mod:`verifiers.token_profile` for the order.
 
     Constructed by the gateway as ``AgeTokenVerifier(name, config, services)``;
     a bad config raises ``ValueError`` naming the key.

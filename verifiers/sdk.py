@@ -51,7 +51,7 @@ ALGORITHMS = ("ES256", "ES384", "EdDSA", "PS256")
 MIN_RSA_BITS = 2048
 MAX_ID_LENGTH = 512  # jti and nonce: gateways refuse longer ones rather than store them
 MAX_METHOD_LENGTH = 64
-# What gateways accept (verifiers.conformance): ids are visible ASCII, age_method printable ASCII.
+# What gateways accept (verifiers.token_profile): ids are visible ASCII, age_method printable ASCII.
 _ID = re.compile(r"[\x21-\x7e]+")
 _METHOD = re.compile(r"[\x20-\x7e]+")
 

@@ -240,7 +240,7 @@ def _config_check(path: str | None) -> int:
 
 
 def _verifier_check(args: argparse.Namespace) -> int:
-    from verifiers.conformance import check_token, load_jwks
+    from verifiers.token_profile import check_token, load_jwks
 
     token = args.token
     if token.startswith("@"):

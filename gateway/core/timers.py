@@ -3,7 +3,7 @@
 Client connections (:mod:`gateway.http.server`: idle and head timeouts) and
 upstream connections (:mod:`gateway.upstream.connection`: read timeouts) wait for
 something with a deadline on every request.  Cancelling and creating a timer
-per wait cost more than the rest of the wait, so each connection keeps one
+per wait costs more than the rest of the wait, so each connection keeps one
 :class:`ConnectionTimer`: a new deadline moves it only when it is sooner, and
 the callback, when it fires, checks whether its deadline has really come
 (and arms the timer again if not).

@@ -86,7 +86,7 @@ class AccessLog:
 
     The line is the same JSON object :class:`~gateway.observability.JsonFormatter`
     writes, built here directly and handed to the buffered handler: a stdlib
-    ``LogRecord`` per request cost about a third of a proxied request's CPU.
+    ``LogRecord`` per request would be a large share of a proxied request's CPU.
     """
 
     def __init__(self, metrics: Metrics, *, log_client_ip: bool) -> None:

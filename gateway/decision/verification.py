@@ -19,7 +19,7 @@ from gateway.policy.facts import SessionClaims
 from gateway.runtime import Runtime
 from gateway.session.codec import new_session_id
 from verifiers.base import AgeAssertion, Presentation, VerificationError, Verifier, VerifyContext
-from verifiers.conformance import unverified_claims
+from verifiers.token_profile import unverified_claims
 
 __all__ = ["peek_claim", "session_claims", "verify_presentation"]
 
@@ -32,7 +32,7 @@ def peek_claim(jws: str, claim: str) -> object:
 
     Raises ``VerificationError("malformed")`` when the payload is not a JSON
     object the verifier itself would read; the parser is the verifier's own
-    (:func:`verifiers.conformance.unverified_claims`), so the two never disagree.
+    (:func:`verifiers.token_profile.unverified_claims`), so the two never disagree.
     """
     claims = unverified_claims(jws)
     if claims is None:

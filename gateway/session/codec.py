@@ -210,8 +210,8 @@ class SessionCodec:
     ) -> None:
         self._sealer = _Sealer(keys, audience, SESSION_COOKIE, on_invalid)
         # Cookies this process already authenticated and decoded, by their exact value:
-        # opening one costs ~50 us (JSON and field checks), the protected route's biggest
-        # cost.  Only successful opens are cached, the keys never change for the life of
+        # opening one (JSON and field checks) is the protected route's biggest cost.
+        # Only successful opens are cached, the keys never change for the life of
         # the codec, and expiry is checked again on every use.  Bounded (oldest dropped).
         self._cache: dict[str, SessionClaims] = {}
         self._cache_size = cache_size

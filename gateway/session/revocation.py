@@ -173,8 +173,8 @@ class SessionRevocation:
         self._by_id = _Digester(hmac_key, REVOKED_NAMESPACE)
         self._by_cookie = _Digester(hmac_key, LEGACY_NAMESPACE)
         self._revoked = RevokedSet(max_entries)
-        # Digests of sessions seen lately, so a request pays a dict lookup, not an HMAC
-        # (~2 us); bounded like the codec's own cache of opened cookies.
+        # Digests of sessions seen lately, so a request pays a dict lookup, not an HMAC;
+        # bounded like the codec's own cache of opened cookies.
         self._digests: dict[str, str] = {}
         # Logouts the store could not record (outage): recorded on the next subscription.
         self._pending: dict[str, float] = {}

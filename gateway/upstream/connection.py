@@ -56,7 +56,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._drain: asyncio.Future[None] | None = None
         # One timer per connection, moved only when a wait ends sooner than it fires:
-        # a timer per wait cost more than the rest of the wait.
+        # a timer per wait costs more than the rest of the wait.
         self._timer = ConnectionTimer(self.loop, self._on_timer)
         self._deadline = 0.0
         self._fatal = True

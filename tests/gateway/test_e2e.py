@@ -22,12 +22,6 @@ HTML = {"accept": "text/html,application/xhtml+xml"}
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gateway(
     upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,18 +21,6 @@ from tests.support.redis import RedisServer
 from tests.support.upstream import UpstreamServer
 
 
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
 def nonce_from(response: httpx.Response) -> str:
     match = re.search(r'nonce="([^"]+)"', response.headers["www-authenticate"])
     assert match
@@ -41,10 +28,10 @@ def nonce_from(response: httpx.Response) -> str:
 
 
 def test_replay_is_refused_across_workers_sharing_redis(
-    tmp_path: Path, upstream: UpstreamServer, redis: RedisServer
+    tmp_path: Path, upstream: UpstreamServer, redis_server: RedisServer
 ) -> None:
     key, signer = generate_key_line(), ec.generate_private_key(ec.SECP256R1())
-    settings = {"store": redis.url, "hosts": ["localhost", "127.0.0.1"]}
+    settings = {"store": redis_server.url, "hosts": ["localhost", "127.0.0.1"]}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = GatewayProcess(
@@ -72,15 +59,17 @@ def test_replay_is_refused_across_workers_sharing_redis(
 
 
 def test_redis_down_keeps_sessions_and_refuses_new_verifications(
-    tmp_path: Path, upstream: UpstreamServer, redis: RedisServer
+    tmp_path: Path, upstream: UpstreamServer, own_redis_server: RedisServer
 ) -> None:
-    with GatewayProcess(tmp_path, upstream=upstream.url, settings={"store": redis.url}) as gw:
+    with GatewayProcess(
+        tmp_path, upstream=upstream.url, settings={"store": own_redis_server.url}
+    ) as gw:
         challenge = httpx.get(gw.url + "/echo/wine/red")
         token = gw.mint(nonce_from(challenge))
         first = httpx.get(gw.url + "/echo/wine/red", headers={"authorization": f"AgeToken {token}"})
         cookie = session_cookie(first.headers.get_list("set-cookie"))
         assert first.status_code == 200 and cookie
-        redis.kill()
+        own_redis_server.kill()
         started = time.monotonic()
         with_session = httpx.get(
             gw.url + "/echo/wine/red", headers={"cookie": f"__Host-agegate={cookie}"}
@@ -96,7 +85,7 @@ def test_redis_down_keeps_sessions_and_refuses_new_verifications(
         assert time.monotonic() - started < 5  # fails fast, not after a long timeout
         with httpx.Client(base_url=gw.admin_url) as admin:
             assert admin.get("/readyz").status_code == 503
-        redis.start()
+        own_redis_server.start()
         recovered = httpx.get(
             gw.url + "/echo/wine/red", headers={"authorization": f"AgeToken {fresh}"}
         )
@@ -106,9 +95,9 @@ def test_redis_down_keeps_sessions_and_refuses_new_verifications(
 
 
 def test_forked_workers_serve_and_share_the_replay_store(
-    tmp_path: Path, upstream: UpstreamServer, redis: RedisServer
+    tmp_path: Path, upstream: UpstreamServer, redis_server: RedisServer
 ) -> None:
-    settings = {"store": redis.url, "workers": 2}
+    settings = {"store": redis_server.url, "workers": 2}
     with GatewayProcess(tmp_path, upstream=upstream.url, settings=settings) as gw:
         statuses = {httpx.get(gw.url + "/echo/public/x").status_code for _ in range(20)}
         assert statuses == {200}
@@ -132,9 +121,9 @@ def test_two_workers_need_a_shared_store(tmp_path: Path, upstream: UpstreamServe
 
 
 def test_forked_workers_announce_each_listener_once_and_log_while_running(
-    tmp_path: Path, upstream: UpstreamServer, redis: RedisServer
+    tmp_path: Path, upstream: UpstreamServer, redis_server: RedisServer
 ) -> None:
-    settings = {"store": redis.url, "workers": 2}
+    settings = {"store": redis_server.url, "workers": 2}
     with GatewayProcess(tmp_path, upstream=upstream.url, settings=settings) as gw:
         assert httpx.get(gw.url + "/echo/public/x").status_code == 200
         # Read while the workers run: their lines must not wait for the process to end.

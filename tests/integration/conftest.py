@@ -61,12 +61,6 @@ def nonce_of(www_authenticate: str | None) -> str:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gateway(
     upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:

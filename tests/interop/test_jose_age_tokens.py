@@ -1,7 +1,7 @@
 """Interop: tokens minted by the npm ``jose`` library (another JOSE stack) against our verifier.
 
 Keys are generated here in Python; ``mint.mjs`` signs with jose; the verifier
-and the conformance checker must agree with SPEC §5 on every token.  Node and
+and the profile checks (``check_token``) must agree with SPEC §5 on every token.  Node and
 ``node_modules`` are required: ``make test`` runs ``npm ci`` here first.
 """
 
@@ -35,7 +35,7 @@ from tests.verifiers.tokens import (
 )
 from verifiers.age_token import AgeTokenVerifier
 from verifiers.base import VerificationError
-from verifiers.conformance import check_token
+from verifiers.token_profile import check_token
 
 HERE = Path(__file__).parent
 ALGS = ("ES256", "EdDSA", "PS256")
@@ -219,7 +219,7 @@ def findings(token: str, keys: dict[str, Signer]) -> list[str]:
     ]
 
 
-def test_conformance_checker_passes_good_jose_tokens(
+def test_profile_checks_pass_good_jose_tokens(
     tokens: dict[str, str], keys: dict[str, Signer]
 ) -> None:
     for name in ("es256", "eddsa", "ps256", "under_18", "only_16"):
@@ -227,13 +227,13 @@ def test_conformance_checker_passes_good_jose_tokens(
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.reason is not None])
-def test_conformance_checker_reports_each_planted_deviation(
+def test_profile_checks_report_each_planted_deviation(
     tokens: dict[str, str], keys: dict[str, Signer], name: str
 ) -> None:
     assert CASES[name].reason in findings(tokens[name], keys)
 
 
-def test_conformance_checker_reports_all_deviations_of_one_token(
+def test_profile_checks_report_all_deviations_of_one_token(
     node: str, keys: dict[str, Signer]
 ) -> None:
     claims = good_claims(

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.gateway import GatewayProcess
-from tests.support.redis import redis_server_fixture
 from tests.support.upstream import UpstreamServer
 
-redis_server = redis_server_fixture()
 
-
+# Session-scoped here (tests/conftest.py's is per module): the shared gateway below
+# lives for the whole run, so its upstream must too.
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[UpstreamServer]:
     with UpstreamServer() as server:

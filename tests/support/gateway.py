@@ -145,8 +145,8 @@ class GatewayProcess:
         )
         log.close()
         try:
-            wait_for_port(self.port, timeout=20)
-            wait_for_port(self.admin_port, timeout=10)
+            wait_for_port(self.port, timeout=20, process=self.process)
+            wait_for_port(self.admin_port, timeout=10, process=self.process)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"gateway did not start:\n{self.log_text()}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 __all__ = ["free_port", "wait_for_port"]
@@ -15,10 +16,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
-    """Block until something accepts connections on ``host:port``; raise after ``timeout``."""
+def wait_for_port(
+    port: int,
+    host: str = "127.0.0.1",
+    timeout: float = 15.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Block until something accepts connections on ``host:port``; raise after ``timeout``.
+
+    With ``process``, raise as soon as it has exited: a server that refused to
+    start will never listen, and waiting out the timeout would only slow the test.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the process exited ({process.returncode}) before {host}:{port}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return

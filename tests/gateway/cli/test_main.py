@@ -15,8 +15,19 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.cli.main import main
 from gateway.session.keys import generate_key_line, parse_key_lines
 from tests.support.gateway import GatewayProcess
+from tests.verifiers.tokens import (
+    AUDIENCE,
+    DROP,
+    ISSUER,
+    NONCE,
+    good_claims,
+    make_signer,
+    pyjwt_token,
+    write_jwks,
+)
 from verifiers import sdk
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -200,6 +211,26 @@ def test_verifier_check_passes_a_conforming_token_and_reports_deviations(
     assert bad.returncode == 1
     for code in ("wrong_issuer", "wrong_audience", "wrong_nonce"):
         assert code in bad.stdout
+
+
+def test_verifier_check_names_claims_never_values_and_exits_2_without_jwks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signer = make_signer()
+    jwks = str(write_jwks(tmp_path / "jwks.json", [signer]))
+    claims = good_claims(time.time(), sub="person-42", jti=DROP)
+    token = pyjwt_token(signer, claims)
+    common = ["verifier", "check", "--issuer", ISSUER, "--audience", AUDIENCE, "--nonce", NONCE]
+    assert main([*common, "--jwks", jwks, "--token", token]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "FAIL missing_jti",
+        "FAIL identity_claim",
+    ]
+    assert "person-42" not in "\n".join(lines)  # claim names, never values
+    missing = str(tmp_path / "missing.json")
+    assert main([*common, "--jwks", missing, "--token", token]) == 2
+    assert "cannot load JWKS" in capsys.readouterr().err
 
 
 def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:

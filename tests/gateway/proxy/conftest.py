@@ -1,4 +1,4 @@
-"""Fixtures: one test upstream, and one real gateway per upstream client."""
+"""Fixtures: one real gateway per upstream client, on the test upstream (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,6 @@ from tests.gateway.proxy.harness import GatewayThread, gateway_app, make_proxy
 from tests.support.upstream import UpstreamServer
 
 CLIENTS = ["aiohttp", "pool"]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module", params=CLIENTS)

@@ -1,4 +1,4 @@
-"""Fixtures for the store tests: a shared real redis-server, and stores on it."""
+"""Fixtures for the store tests: stores on the shared redis-server (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import pytest
 from gateway.session.nonces import derive_key
 from gateway.stores.memory import MemoryStore
 from gateway.stores.redis import RedisStore
-from tests.support.redis import RedisServer, redis_server_fixture
+from tests.support.redis import RedisServer
 
 HMAC_KEY = derive_key(b"\x01" * 32, "store-hmac")
-
-# One redis-server for the whole run, flushed before each test.
-redis_server = redis_server_fixture("session")
-# A server of its own, for tests that kill or stop it.
-own_redis_server = redis_server_fixture("function")
 
 
 class FakeClock:

@@ -1,5 +1,5 @@
 """docs/token-profile.md stays true: its worked example verifies, its decoded parts match
-the token, and SDK tokens pass the gateway's own profile checks (verifiers.conformance)."""
+the token, and SDK tokens pass the gateway's own profile checks (verifiers.token_profile)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from verifiers import sdk
-from verifiers.conformance import check_token
+from verifiers.token_profile import check_token
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "token-profile.md").read_text("utf-8")
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", DOC, flags=re.S)

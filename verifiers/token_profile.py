@@ -1,9 +1,10 @@
-"""The age-token profile (SPEC §5) as checks, and ``agegate verifier check``.
+"""The age-token profile (SPEC §5) as checks: the JWS rules every age token must meet.
 
 Each check is a generator of :class:`Finding` in the profile's order, so the
 same code serves two masters: :class:`verifiers.age_token.AgeTokenVerifier`
 stops at the first finding (one reason code per refusal), while
-:func:`check_token` collects every deviation of a provider's sample token.
+:func:`check_token` collects every deviation of a provider's sample token
+(``agegate verifier check`` prints them).
 The order, as in PyJWT's ``api_jwt``::
 
     parse (malformed) -> typ (bad_type) -> alg (alg_not_allowed)
@@ -19,18 +20,16 @@ used, and only to pick the key.  Messages name claims, never their values.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import functools
 import hmac
 import json
 import re
-import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TextIO, TypeGuard
+from typing import Any, TypeGuard
 
 import aiohttp
 from cryptography.exceptions import InvalidSignature
@@ -61,7 +60,6 @@ __all__ = [
     "is_identity_claim",
     "load_jwks",
     "parse_compact",
-    "run_check",
     "signature_algorithms",
     "unverified_claims",
     "verify_signature",
@@ -301,8 +299,8 @@ def claim_findings(
 ) -> Iterator[Finding]:
     """Every profile check of a verified payload, in the profile's order.
 
-    ``audience`` / ``nonce`` of ``None`` check presence only (the conformance
-    checker may not know them).
+    ``audience`` / ``nonce`` of ``None`` check presence only (``agegate
+    verifier check`` may not know them).
     """
     if claims.get("iss") != issuer:  # a public value: no constant-time compare needed
         yield Finding("wrong_issuer", "iss does not name the configured issuer")
@@ -442,36 +440,3 @@ async def load_jwks(source: str) -> Mapping[str, Any]:
     if not isinstance(document, Mapping):
         raise ValueError("JWKS is not a JSON object")
     return document
-
-
-def run_check(
-    *,
-    token: str,
-    issuer: str,
-    jwks_source: str,
-    audience: str | None,
-    nonce: str | None,
-    out: TextIO,
-    max_lifetime: float = 300,
-    now: float | None = None,
-) -> int:
-    """``agegate verifier check``: one line per finding; exit code 0, 1 (findings), 2 (JWKS)."""
-    try:
-        jwks = asyncio.run(load_jwks(jwks_source))
-    except ValueError as error:
-        out.write(f"error: cannot load JWKS: {error}\n")
-        return 2
-    findings = check_token(
-        token,
-        issuer=issuer,
-        jwks=jwks,
-        audience=audience,
-        nonce=nonce,
-        now=time.time() if now is None else now,
-        max_lifetime=max_lifetime,
-    )
-    for finding in findings:
-        out.write(f"{finding.code}: {finding.message}\n")
-    if not findings:
-        out.write("ok: the token conforms to the age-token profile\n")
-    return 1 if findings else 0

@@ -1,8 +1,7 @@
-"""verifier check: every deviation of a sample token is reported, one finding each."""
+"""The age-token profile checks: every deviation of a sample token is reported, one finding each."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from tests.verifiers.tokens import (
     pyjwt_token,
     write_jwks,
 )
-from verifiers import conformance
-from verifiers.conformance import check_token, load_jwks, run_check
+from verifiers import token_profile
+from verifiers.token_profile import check_token, load_jwks
 
 
 def codes(signer: Signer, token: str, **kwargs: object) -> list[str]:
@@ -39,8 +38,8 @@ def codes(signer: Signer, token: str, **kwargs: object) -> list[str]:
 
 
 def test_public_names_import() -> None:
-    for name in conformance.__all__:
-        assert getattr(conformance, name) is not None
+    for name in token_profile.__all__:
+        assert getattr(token_profile, name) is not None
 
 
 def test_conforming_token_has_no_findings(signer: Signer) -> None:
@@ -105,24 +104,6 @@ async def test_load_jwks_from_file(tmp_path: Path, signer: Signer) -> None:
         await load_jwks(str(tmp_path / "missing.json"))
 
 
-def test_run_check_output_and_exit_codes(tmp_path: Path, signer: Signer) -> None:
-    path = str(write_jwks(tmp_path / "jwks.json", [signer]))
-    common = {"issuer": ISSUER, "jwks_source": path, "audience": AUDIENCE, "nonce": NONCE}
-    out = io.StringIO()
-    token = pyjwt_token(signer, good_claims())
-    assert run_check(token=token, out=out, now=NOW, **common) == 0
-    assert out.getvalue().startswith("ok:")
-    out = io.StringIO()
-    bad = pyjwt_token(signer, good_claims(sub="u1", jti=DROP))
-    assert run_check(token=bad, out=out, now=NOW, **common) == 1
-    lines = out.getvalue().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["missing_jti", "identity_claim"]
-    assert "u1" not in out.getvalue()  # claim names, never values
-    out = io.StringIO()
-    common["jwks_source"] = str(tmp_path / "missing.json")
-    assert run_check(token=token, out=out, now=NOW, **common) == 2
-
-
 # -- unverified_claims: the one unverified payload reader --------------------------------
 
 
@@ -136,13 +117,13 @@ def _b64(data: bytes) -> str:
 @settings(max_examples=300)
 def test_unverified_claims_never_raises_on_any_payload_bytes(payload: bytes) -> None:
     token = f"{_b64(b'{}')}.{_b64(payload)}.{_b64(b'sig')}"
-    claims = conformance.unverified_claims(token)
+    claims = token_profile.unverified_claims(token)
     assert claims is None or isinstance(claims, dict)
 
 
 @given(st.text(max_size=300))
 def test_unverified_claims_never_raises_on_any_text(token: str) -> None:
-    claims = conformance.unverified_claims(token)
+    claims = token_profile.unverified_claims(token)
     assert claims is None or isinstance(claims, dict)
 
 
@@ -159,13 +140,13 @@ def test_unverified_claims_never_raises_on_any_text(token: str) -> None:
 )
 def test_unverified_claims_reads_what_was_written(claims: dict[str, object]) -> None:
     token = f"{_b64(b'{}')}.{_b64(json.dumps(claims).encode())}.{_b64(b'sig')}"
-    assert conformance.unverified_claims(token) == claims
+    assert token_profile.unverified_claims(token) == claims
 
 
 @pytest.mark.parametrize("depth", [5_000, 100_000])
 def test_unverified_claims_of_deeply_nested_payload_is_none(depth: int) -> None:
     token = f"{_b64(b'{}')}.{_b64(b'[' * depth + b']' * depth)}.{_b64(b'sig')}"
-    assert conformance.unverified_claims(token) is None
+    assert token_profile.unverified_claims(token) is None
 
 
 @pytest.mark.parametrize(
@@ -181,4 +162,4 @@ def test_unverified_claims_of_deeply_nested_payload_is_none(depth: int) -> None:
     ],
 )
 def test_unverified_claims_refuses_what_the_verifier_refuses(token: str) -> None:
-    assert conformance.unverified_claims(token) is None
+    assert token_profile.unverified_claims(token) is None
