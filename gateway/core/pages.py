@@ -144,11 +144,17 @@ def refusal_page(min_age: int) -> bytes:
     return page("Not available", body)
 
 
+def _sentence(detail: str) -> str:
+    """A problem ``detail`` (lower-case, as in problem+json) written as a sentence."""
+    text = detail[:1].upper() + detail[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def error_page(title: str, detail: str, reason: str, retry_url: str | None) -> bytes:
     """A failed callback or other gateway error, with a way back."""
     retry = f"<p><a class=button href='{escape(retry_url)}'>Try again</a></p>" if retry_url else ""
     body = (
-        f"<h1>{escape(title)}</h1><p>{escape(detail)}</p>{retry}"
+        f"<h1>{escape(title)}</h1><p>{escape(_sentence(detail))}</p>{retry}"
         f"<p class=note><small>Reason code: <code>{escape(reason)}</code></small></p>"
         "<p><a href='/'>Go to the home page</a></p>"
     )

@@ -184,7 +184,7 @@ def test_cancel_is_not_called_a_finished_check(
     assert demo.sent(browser, "POST", callback) == [400]
     assert browser.document_status() == 400
     assert browser.text("h1") == "Age check cancelled"
-    assert "the age check was cancelled" in browser.text("main")
+    assert "The age check was cancelled, so your age was not confirmed." in browser.text("main")
     retry = browser.css("a.button")
     assert retry.text == "Try again"
     assert retry.get_attribute("href") == stack.url(demo.VERIFY)
