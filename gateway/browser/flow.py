@@ -32,7 +32,14 @@ from gateway.browser.forms import (
 )
 from gateway.core.cookies import clear_cookie, get_cookie, set_cookie
 from gateway.core.hosts import parse_host
-from gateway.core.pages import VerifierButton, challenge_page, error_page, refusal_page
+from gateway.core.pages import (
+    SessionFacts,
+    VerifierButton,
+    challenge_page,
+    error_page,
+    refusal_page,
+    status_page,
+)
 from gateway.core.paths import canonical_path
 from gateway.core.problem import SECURITY_HEADERS, http_date, problem_body, wants_html
 from gateway.decision.responses import AGEGATE_PREFIX
@@ -50,6 +57,13 @@ __all__ = ["build_flow_app"]
 CHALLENGE_TTL = 600
 # Provider error codes we repeat to the visitor; anything else is shown as "provider_error".
 _PROVIDER_ERRORS = frozenset({"access_denied", "cancelled", "temporarily_unavailable"})
+# A provider that can only prove "over" (Privacy Pass) answers an under-age visitor with
+# this error instead of a token; the visitor gets the same refusal page as a token saying
+# ``age_over_NN: false``.  Only a refusal rides on it: no session is ever set from an error.
+_UNDER_AGE = "under_age"
+_CANCELLED = frozenset({"access_denied", "cancelled"})
+# Where a browser lands after logging out: the status page, saying it is done.
+_LOGGED_OUT = f"{AGEGATE_PREFIX}/status?logged_out=1"
 # Scope key set once the callback body has been read to its end.
 _BODY_READ = "agegate.body_read"
 
@@ -203,9 +217,12 @@ class _Flow:
             max_age=CHALLENGE_TTL,
             same_site="None",
         )
-        return _response(
-            200, challenge_page(requirement.min_age, buttons, return_path), cookies=[cookie]
+        # A cookie sent but not accepted may just have run out: say so, not "who are you?".
+        expired = session is None and self.runtime.sessions.expired(
+            get_cookie(request.scope["headers"], SESSION_COOKIE), now
         )
+        page = challenge_page(requirement.min_age, buttons, return_path, expired=expired)
+        return _response(200, page, cookies=[cookie])
 
     def _buttons(self, state: ChallengeState) -> list[VerifierButton]:
         origin = self.settings.public_origin
@@ -290,6 +307,18 @@ class _Flow:
                 retry,
             )
         error = fields.get("error")
+        if error == _UNDER_AGE:
+            log_event("callback_refused", verifier=name, reason="proven_under")
+            clear = clear_cookie(CHALLENGE_COOKIE, same_site="None")
+            return _response(403, refusal_page(challenge.min_age), cookies=[clear])
+        if error in _CANCELLED:
+            return self._refused(
+                request,
+                str(error),
+                "the age check was cancelled, so your age was not confirmed",
+                retry,
+                title="Age check cancelled",
+            )
         if error is not None:
             reason = str(error) if error in _PROVIDER_ERRORS else "provider_error"
             return self._refused(request, reason, "the verifier did not confirm your age", retry)
@@ -336,11 +365,17 @@ class _Flow:
         log_event("callback_refused", level=logging.INFO, reason=exc.reason)
         return _problem(request, exc.status, exc.reason, str(exc), title="Request refused")
 
-    def _refused(self, request: Request, reason: str, detail: str, retry: str) -> Response:
+    def _refused(
+        self,
+        request: Request,
+        reason: str,
+        detail: str,
+        retry: str,
+        *,
+        title: str = "We could not confirm your age",
+    ) -> Response:
         log_event("callback_refused", level=logging.INFO, reason=reason)
-        return _problem(
-            request, 400, reason, detail, title="We could not confirm your age", retry_url=retry
-        )
+        return _problem(request, 400, reason, detail, title=title, retry_url=retry)
 
     async def status(self, request: Request) -> Response:
         try:
@@ -348,16 +383,28 @@ class _Flow:
         except StoreUnavailable:
             return self._store_down(request)
         body: dict[str, object]
+        facts: SessionFacts | None = None
         if session is None:
             body = {"verified": False, "age_over": [], "assurance": None, "expires_at": None}
         else:
             expires = datetime.fromtimestamp(session.expires_at, UTC)
+            expires_text = expires.isoformat(timespec="seconds").replace("+00:00", "Z")
             body = {
                 "verified": True,
                 "age_over": sorted(session.age_over),
                 "assurance": session.assurance.label,
-                "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "expires_at": expires_text,
             }
+            facts = SessionFacts(
+                tuple(sorted(session.age_over)),
+                tuple(sorted(session.age_under)),
+                session.assurance.label,
+                expires_text,
+            )
+        # SPEC §6's JSON for API clients; a person who opens the link gets a page.
+        if wants_html(request.headers.get("accept", "").encode("latin-1")):
+            logged_out = request.query_params.get("logged_out") == "1"
+            return _response(200, status_page(facts, logged_out=logged_out))
         return _response(200, json.dumps(body).encode(), "application/json")
 
     async def logout(self, request: Request) -> Response:
@@ -385,7 +432,8 @@ class _Flow:
             self.runtime.metrics.store_errors.inc()
             log_event("session_revocation_pending", level=logging.WARNING)
         if wants_html(request.headers.get("accept", "").encode("latin-1")):
-            return _response(303, headers=[("location", "/")], cookies=[cookie])
+            # Still a 303 (SPEC §6), to a page that confirms the logout; API clients: 204.
+            return _response(303, headers=[("location", _LOGGED_OUT)], cookies=[cookie])
         return _response(204, cookies=[cookie])
 
     async def not_found(self, request: Request, exc: Exception) -> Response:

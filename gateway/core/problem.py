@@ -34,7 +34,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
         b"form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
     ),
 )

@@ -250,6 +250,10 @@ class SessionCodec:
         self._cache[value] = outcome
         return outcome
 
+    def expired(self, value: str | None, now: float) -> bool:
+        """True for an authentic cookie past its expiry (so a page can say "verify again")."""
+        return bool(value) and self._open(value or "", now) == "expired"
+
     def _open(self, value: str, now: float) -> SessionClaims | str:
         payload = self._sealer.unseal(value)
         if isinstance(payload, str):

@@ -61,7 +61,7 @@ def open_challenge(browser: Browser, stack: DemoStack) -> None:
     assert 303 in sent(browser, "GET", stack.url(WINE))
     # Why the Secure session cookie can work over plain http: localhost is trustworthy.
     assert browser.script("return window.isSecureContext") is True
-    assert "only that you are over 18" in browser.text("main")
+    assert "only whether you are over 18" in browser.text("main")
     assert browser.text("h1") == "Please confirm you are 18 or over"
     assert CHALLENGE in browser.cookie_jar()
     assert_accessible(browser)
@@ -151,6 +151,8 @@ def assert_unverified(browser: Browser, stack: DemoStack) -> None:
     status = browser.status_json(stack)
     assert status == {"verified": False, "age_over": [], "assurance": None, "expires_at": None}
     assert SESSION not in browser.cookie_jar()
+    browser.status_page(stack)
+    assert browser.text("h1") == "No proof of age is remembered"
 
 
 # -- scenarios --------------------------------------------------------------------------
@@ -172,6 +174,7 @@ def test_adult_gets_in_without_javascript_then_logs_out(stack: DemoStack, launch
     assert (session["domain"], session["path"]) == ("localhost", "/")  # host-only, no Domain
 
     status = browser.status_json(stack)
+    assert "18 or over" in browser.status_page(stack)
     browser.snap("status-verified")
     assert status["verified"] is True
     assert 18 in status["age_over"]
@@ -184,11 +187,11 @@ def test_adult_gets_in_without_javascript_then_logs_out(stack: DemoStack, launch
     # Step 5: the shop's own logout form (a same-origin POST) clears it.
     with browser.navigation():
         browser.css("form[action='/.agegate/logout'] button").click()
-    assert browser.url == stack.url("/")
+    assert browser.url == stack.url("/.agegate/status?logged_out=1")
     assert sent(browser, "POST", stack.url("/.agegate/logout")) == [303]
-    assert browser.text("h1") == "Welcome to the Demo Wine Shop"
+    assert browser.text("h1") == "You are logged out"
     assert_accessible(browser)
-    browser.snap("home-after-logout")
+    browser.snap("logged-out")
     assert_unverified(browser, stack)
     browser.snap("status-after-logout")
     browser.open(stack.url(WINE))

@@ -178,7 +178,7 @@ def test_browser_flow_verify_page_then_callback(
 ) -> None:
     page = client.get("/.agegate/verify?return=/echo/wine/red", headers=HTML)
     assert page.status_code == 200
-    assert "only that you are over 18" in page.text
+    assert "only whether you are over 18" in page.text
     challenge_cookie = cookie_value(page.headers.get_list("set-cookie"), "__Host-agegate-challenge")
     assert challenge_cookie
     assert "SameSite=None" in page.headers["set-cookie"]

@@ -205,9 +205,10 @@ def drive_privacy_pass(run: Run) -> None:
     for name in run.origin_names:
         assert name not in api_log, f"the issuer logged {name} in the API flow"
 
-    # Browser fallback: a child gets no token (the callback refuses), an adult a session.
+    # Browser fallback: a child gets no token, so the callback answers with the same 403
+    # refusal page as an age token saying "under 18" (and no session); an adult a session.
     refused, _, _ = _browser_flow(run, protected, run.identity["birthdate_child"])
-    assert refused.status == 400, refused.text
+    assert refused.status == 403, refused.text
     assert session_cookie(refused.header_list("set-cookie")) is None
     done, body, challenge_cookie = _browser_flow(run, protected, run.identity["birthdate_adult"])
     assert done.status == 303, done.text

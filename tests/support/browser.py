@@ -35,6 +35,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -358,13 +359,30 @@ class Browser:
     # -- state the browser keeps --
 
     def status_json(self, stack: DemoStack) -> dict[str, Any]:
-        """Open ``/.agegate/status`` as a visitor would and parse what it shows."""
-        self.open(stack.url("/.agegate/status"))
-        # Chromium shows JSON documents in a <pre> (plus an empty formatter container).
-        shown = json.loads(self.text("pre"))
+        """What ``/.agegate/status`` tells an API client holding this browser's cookies.
+
+        A browser navigation gets the HTML status page (see :meth:`status_page`);
+        the JSON of SPEC §6 is asked for here with ``Accept: application/json``.
+        """
+        cookies = "; ".join(
+            f"{c['name']}={c['value']}"
+            for c in self.cookie_jar().values()
+            if c["domain"] == urlsplit(stack.origin).hostname
+        )
+        request = urllib.request.Request(
+            stack.url("/.agegate/status"),
+            headers={"accept": "application/json", "cookie": cookies},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            shown = json.loads(response.read())
         if not isinstance(shown, dict):
             raise AssertionError(f"status is not a JSON object: {shown!r}")
         return shown
+
+    def status_page(self, stack: DemoStack, query: str = "") -> str:
+        """Open ``/.agegate/status`` as a visitor would; the text of its ``<main>``."""
+        self.open(stack.url("/.agegate/status" + query))
+        return self.text("main")
 
     def cookie_jar(self) -> dict[str, dict[str, Any]]:
         """Every cookie in the profile, for every site, by name (DevTools, HttpOnly too)."""

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from verifiers.base import AssuranceLevel
 from verifiers.reference.issuer import IssuerKey, PrivacyPassIssuer
-from verifiers.reference.pages import Pages, Raw, origin_of
+from verifiers.reference.pages import Pages, Raw, ages_phrase, origin_of, post_back_intro
 from verifiers.reference.params import (
     AuthorizeRequest,
     RequestRefused,
@@ -191,7 +191,7 @@ class _Handlers:
             action="/authorize",
             client=auth.client_id,
             min_age=auth.min_age,
-            thresholds=", ".join(str(n) for n in auth.thresholds),
+            thresholds=ages_phrase(auth.thresholds),
             sealed=self.sealer.seal(auth, self.config.clock()),
             today=self._today().isoformat(),
             error=Raw(
@@ -263,6 +263,7 @@ class _Handlers:
             title="Return to the site",
             form_action=(origin_of(auth.redirect_uri),),
             client=auth.client_id,
+            intro=post_back_intro(auth.client_id, "token" if summary is not None else "cancelled"),
             summary=Raw("\n".join(lines)),
             redirect_uri=auth.redirect_uri,
             field=name,

@@ -59,7 +59,7 @@ from verifiers.privacy_pass.structs import (
     b64url_encode,
 )
 from verifiers.privacy_pass.verifier import origin_name
-from verifiers.reference.pages import Pages, Raw, origin_of
+from verifiers.reference.pages import Pages, Raw, ages_phrase, origin_of, post_back_intro
 from verifiers.reference.params import (
     AuthorizeRequest,
     RequestRefused,
@@ -397,7 +397,7 @@ class PrivacyPassIssuer:
             action="/pp/authorize",
             client=auth.client_id,
             min_age=auth.min_age,
-            thresholds=str(threshold),
+            thresholds=ages_phrase([threshold]),
             sealed=sealed,
             today=self._today().isoformat(),
             error=Raw(
@@ -431,8 +431,9 @@ class PrivacyPassIssuer:
             over = age_over(born, self._today(), [key.threshold])[key.threshold]
             del born, birth_text
         if not over:
-            # A Privacy Pass token can only prove "over"; an under-age visitor gets no token.
-            return self._post_back(auth, {"error": "access_denied"}, False, key.threshold)
+            # A Privacy Pass token can only prove "over"; an under-age visitor gets no token,
+            # and "under_age" (not "access_denied", which is Cancel) so the site can say why.
+            return self._post_back(auth, {"error": "under_age"}, False, key.threshold)
         token_request, pending = begin_issuance(b64url_decode(body["challenge"]), key.public)
         response = TokenResponse(blindrsa.blind_sign(key.private, token_request.blinded_msg))
         token = finish_issuance(pending, response)
@@ -453,6 +454,9 @@ class PrivacyPassIssuer:
             title="Return to the site",
             form_action=(origin_of(auth.redirect_uri),),
             client=auth.client_id,
+            intro=post_back_intro(
+                auth.client_id, "cancelled" if over is None else "token" if over else "no_token"
+            ),
             summary=Raw(summary),
             redirect_uri=auth.redirect_uri,
             field=name,

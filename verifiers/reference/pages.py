@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import html
 import secrets
+from collections.abc import Sequence
 from importlib import resources
 from string import Template
 from urllib.parse import urlsplit
 
 from starlette.responses import HTMLResponse
 
-__all__ = ["Pages", "Raw", "origin_of"]
+__all__ = ["Pages", "Raw", "ages_phrase", "origin_of", "post_back_intro"]
 
 _TEMPLATES = ("layout", "authorize", "form_post", "error", "index")
 
@@ -25,6 +26,31 @@ class Raw(str):
     """An HTML fragment built from escaped parts; inserted into a template as is."""
 
     __slots__ = ()
+
+
+def ages_phrase(thresholds: Sequence[int]) -> str:
+    """``the age 18`` or ``the ages 13, 16, 18 and 21``, for the authorize page."""
+    ages = [str(n) for n in thresholds]
+    if len(ages) == 1:
+        return f"the age {ages[0]}"
+    return f"the ages {', '.join(ages[:-1])} and {ages[-1]}"
+
+
+def post_back_intro(client: str, outcome: str) -> Raw:
+    """The first sentence of the return page: ``token``, ``no_token`` or ``cancelled``.
+
+    The page must not say "the check is done" after a Cancel, nor promise a token
+    that is not sent.
+    """
+    who = f"<strong>{html.escape(client)}</strong>"
+    if outcome == "cancelled":
+        return Raw(
+            f"You cancelled the age check, so no age was checked and no token is sent. "
+            f"{who} is told only that you cancelled:"
+        )
+    if outcome == "no_token":
+        return Raw(f"The age check is done. {who} receives no token, only this answer:")
+    return Raw(f"The age check is done. {who} will receive a signed token that says only:")
 
 
 def origin_of(url: str) -> str:
