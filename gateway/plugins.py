@@ -76,7 +76,8 @@ def load_verifiers(
             raise ConfigError(str(error), key=where) from error
         if not isinstance(verifier, Verifier):
             raise ConfigError(
-                f"kind: the plug-in for {kind!r} does not provide the Verifier interface",
+                f"kind: the plug-in for {kind!r} ({entry.value}) did not return an instance"
+                " of verifiers.base.Verifier",
                 key=where,
             )
         verifiers[name] = verifier

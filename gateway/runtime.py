@@ -204,19 +204,17 @@ class Runtime:
             self.settings.verifiers, verifier_services(self.settings, self.http)
         )
         for verifier in self.verifiers.values():
-            warm = getattr(verifier, "warm", None)
-            if callable(warm):
-                # Keys fetched now, so the first visitor does not wait on the provider; a
-                # provider that is down is not fatal here (verification fails closed later).
-                try:
-                    await warm()
-                except VerificationError as exc:
-                    log_event(
-                        "verifier_not_warm",
-                        level=logging.WARNING,
-                        verifier=verifier.name,
-                        reason=exc.reason,
-                    )
+            # Keys fetched now, so the first visitor does not wait on the provider; a
+            # provider that is down is not fatal here (verification fails closed later).
+            try:
+                await verifier.warm()
+            except VerificationError as exc:
+                log_event(
+                    "verifier_not_warm",
+                    level=logging.WARNING,
+                    verifier=verifier.name,
+                    reason=exc.reason,
+                )
         self._tasks.append(asyncio.create_task(self._watch_policy()))
         if self.revocation.enabled and self.store.shared:
             self._tasks.append(asyncio.create_task(self.revocation.follow()))
@@ -239,9 +237,7 @@ class Runtime:
                 await task
         self._tasks.clear()
         for verifier in self.verifiers.values():
-            aclose = getattr(verifier, "aclose", None)
-            if callable(aclose):
-                await aclose()
+            await verifier.aclose()
         await self.store.close()
         if self.http is not None:
             await self.http.close()

@@ -24,10 +24,12 @@ from verifiers.base import (
     ChallengeContext,
     Presentation,
     VerificationError,
+    Verifier,
+    VerifierConfig,
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import did_you_mean, optional_duration, provider_url
+from verifiers.config import optional_duration, provider_url
 from verifiers.jwks import KEY_TYPE_FOR_ALG, JwksCache
 from verifiers.token_profile import (
     DEFAULT_ALGORITHMS,
@@ -46,32 +48,23 @@ from verifiers.token_profile import (
 __all__ = ["DEFAULT_SESSION_TTL", "AgeTokenConfig", "AgeTokenVerifier", "parse_config"]
 
 DEFAULT_SESSION_TTL = 3600.0
-RESPONSE_MODES = ("form_post", "query")
-_KEYS = frozenset(
-    {
-        "kind", "issuer", "jwks_uri", "jwks_file", "algorithms", "authorize_url",
-        "max_token_lifetime", "assurance_level", "allow_claims", "max_session_ttl",
-        "jwks_max_stale", "response_mode", "label",
-    }
+_OWN_KEYS = frozenset(
+    {"issuer", "jwks_uri", "jwks_file", "algorithms", "max_token_lifetime", "allow_claims",
+     "jwks_max_stale"}
 )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
-class AgeTokenConfig:
-    """One age-token verifier's settings, parsed and checked once at load."""
+class AgeTokenConfig(VerifierConfig):
+    """One age-token verifier's settings (the shared ones and its own), checked once at load."""
 
     issuer: str
     jwks_uri: str | None
     jwks_file: Path | None
     algorithms: tuple[str, ...]
-    authorize_url: str | None
     max_token_lifetime: float
-    assurance_level: AssuranceLevel
     allow_claims: frozenset[str]
-    max_session_ttl: float | None
     jwks_max_stale: float
-    response_mode: str
-    label: str
 
 
 def _string(config: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
@@ -119,16 +112,7 @@ def _allow_claims(config: Mapping[str, Any]) -> frozenset[str]:
 
 def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> AgeTokenConfig:
     """Check every key of one verifier's config; ``ValueError`` names the key."""
-    if not isinstance(config, Mapping):
-        raise ValueError("expected a mapping of settings")
-    unknown = sorted(str(key) for key in config if key not in _KEYS)
-    if unknown:
-        hint = did_you_mean(unknown[0], _KEYS)
-        raise ValueError(
-            f"{unknown[0]}: unknown setting{hint} (allowed: {', '.join(sorted(_KEYS))})"
-        )
-    if config.get("kind", "age-token") != "age-token":
-        raise ValueError("kind: must be 'age-token' for this verifier")
+    shared = VerifierConfig.parse(name, config, kind="age-token", own_keys=_OWN_KEYS)
     issuer = _string(config, "issuer", required=True)
     jwks_uri = provider_url(config, "jwks_uri")
     jwks_file = _string(config, "jwks_file")
@@ -139,30 +123,19 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> A
         jwks_path = Path(base_dir, jwks_file)
         if not jwks_path.is_file():
             raise ValueError(f"jwks_file: no such file {str(jwks_path)!r}")
-    response_mode = config.get("response_mode", "form_post")
-    if response_mode not in RESPONSE_MODES:
-        raise ValueError(f"response_mode: expected one of {', '.join(RESPONSE_MODES)}")
-    try:
-        assurance = AssuranceLevel.parse(config.get("assurance_level", "basic"))
-    except ValueError as error:
-        raise ValueError(f"assurance_level: {error}") from None
     return AgeTokenConfig(
+        **shared.shared(),
         issuer=str(issuer),
         jwks_uri=jwks_uri,
         jwks_file=jwks_path,
         algorithms=_algorithms(config),
-        authorize_url=provider_url(config, "authorize_url"),
         max_token_lifetime=_duration(config, "max_token_lifetime", 300.0),
-        assurance_level=assurance,
         allow_claims=_allow_claims(config),
-        max_session_ttl=optional_duration(config, "max_session_ttl"),
         jwks_max_stale=_duration(config, "jwks_max_stale", 3600.0),
-        response_mode=str(response_mode),
-        label=_string(config, "label") or name,
     )
 
 
-class AgeTokenVerifier:
+class AgeTokenVerifier(Verifier):
     """Verifies ``age-token+jwt`` presentations; see :mod:`verifiers.token_profile` for the order.
 
     Constructed by the gateway as ``AgeTokenVerifier(name, config, services)``;
@@ -173,12 +146,8 @@ class AgeTokenVerifier:
     auth_scheme = "AgeToken"  # answers `Authorization: AgeToken <jws>` (SPEC §6)
 
     def __init__(self, name: str, config: Mapping[str, Any], services: VerifierServices) -> None:
-        self.name = name
         self.config = parse_config(name, config, services.base_dir)
-        self.max_session_ttl: float | None = self.config.max_session_ttl
-        self.label = self.config.label
-        # Read by the gateway's callback: "query" providers answer with a GET.
-        self.response_mode = self.config.response_mode
+        super().__init__(name, self.config)
         self._algorithms = signature_algorithms(self.config.algorithms)
         self._keys = JwksCache(
             uri=self.config.jwks_uri,

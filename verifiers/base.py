@@ -10,18 +10,23 @@ Verifiers never import :mod:`gateway`.  The gateway discovers verifier kinds
 through the entry-point group ``agegate.verifiers``; the built-in kinds are
 registered there the same way as third-party ones (see ``pyproject.toml``).
 A kind is a class (or factory) called as ``factory(name, config, services)``
-returning an object that satisfies :class:`Verifier`.
+returning an instance of a :class:`Verifier` subclass; :class:`VerifierConfig`
+parses the settings every kind shares.  ``docs/plugins.md`` is the guide.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol
+
+from verifiers.config import did_you_mean, optional_duration, provider_url
 
 __all__ = [
+    "RESPONSE_MODES",
     "AgeAssertion",
     "AgegateError",
     "AssuranceLevel",
@@ -29,12 +34,18 @@ __all__ = [
     "ChallengeContext",
     "Presentation",
     "ReplayGuard",
+    "ResponseMode",
     "VerificationError",
     "Verifier",
+    "VerifierConfig",
     "VerifierFactory",
     "VerifierServices",
     "VerifyContext",
 ]
+
+
+ResponseMode = Literal["form_post", "query"]
+RESPONSE_MODES: tuple[ResponseMode, ...] = ("form_post", "query")
 
 
 class AgegateError(Exception):
@@ -117,14 +128,14 @@ class ChallengeContext:
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
-    """How a visitor begins with a verifier.
+    """How a browser visitor begins with a verifier: where to send them, if anywhere.
 
-    ``redirect_url`` for browser flows; ``www_authenticate`` is one challenge
-    (scheme plus parameters) for API clients; either may be absent.
+    ``redirect_url`` None means no button for this verifier.  API clients are
+    challenged through :meth:`Verifier.api_challenge`, which needs no visitor
+    state and may offer several challenges (one per key).
     """
 
     redirect_url: str | None = None
-    www_authenticate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +183,147 @@ class VerifierServices:
     secret: bytes = b""
 
 
-@runtime_checkable
-class Verifier(Protocol):
-    """One configured verifier instance."""
+@dataclass(frozen=True, slots=True)
+class VerifierConfig:
+    """The settings every verifier kind shares, parsed and checked once at load.
 
-    name: str
+    A kind with settings of its own subclasses this (a frozen dataclass too)
+    and builds it from :meth:`parse` plus its own keys, as ``age-token`` and
+    ``privacy-pass`` do.
+    """
+
+    KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"kind", "label", "authorize_url", "response_mode", "assurance_level", "max_session_ttl"}
+    )
+
     kind: str
-    max_session_ttl: float | None
+    label: str  # the verifier's button text; defaults to its name
+    authorize_url: str | None  # the provider's browser entry point (https, or http on loopback)
+    response_mode: ResponseMode  # how the provider answers the callback: POST form or GET query
+    assurance_level: AssuranceLevel  # what a presentation proves when it does not say
+    max_session_ttl: float | None  # seconds; None leaves it to the kind and the route
+
+    @classmethod
+    def parse(
+        cls,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        kind: str,
+        own_keys: Collection[str] = (),
+        response_modes: Sequence[ResponseMode] = RESPONSE_MODES,
+    ) -> VerifierConfig:
+        """Check the shared keys of verifier ``name`` and refuse any key not shared or own.
+
+        ``ValueError`` messages start with the key (``"label: expected …"``);
+        the gateway prefixes ``verifiers.<name>:``.  An unknown key gets a
+        did-you-mean hint and the list of allowed keys.
+        """
+        if not isinstance(config, Mapping):
+            raise ValueError("expected a mapping of settings")
+        allowed = cls.KEYS | frozenset(own_keys)
+        unknown = sorted(str(key) for key in config if key not in allowed)
+        if unknown:
+            hint = did_you_mean(unknown[0], allowed)
+            raise ValueError(
+                f"{unknown[0]}: unknown setting{hint} (allowed: {', '.join(sorted(allowed))})"
+            )
+        if config.get("kind", kind) != kind:
+            raise ValueError(f"kind: must be {kind!r} for this verifier")
+        label = config.get("label", name)
+        if label is None:
+            label = name
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError("label: expected a non-empty string")
+        mode = config.get("response_mode", "form_post")
+        response_mode = next((m for m in response_modes if m == mode), None)
+        if response_mode is None:
+            raise ValueError(f"response_mode: expected one of {', '.join(response_modes)}")
+        try:
+            assurance = AssuranceLevel.parse(config.get("assurance_level", "basic"))
+        except ValueError as error:
+            raise ValueError(f"assurance_level: {error}") from None
+        return VerifierConfig(
+            kind=kind,
+            label=label.strip(),
+            authorize_url=provider_url(config, "authorize_url"),
+            response_mode=response_mode,
+            assurance_level=assurance,
+            max_session_ttl=optional_duration(config, "max_session_ttl"),
+        )
+
+    def shared(self) -> dict[str, Any]:
+        """The shared fields as keyword arguments, to build a subclass from them."""
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "authorize_url": self.authorize_url,
+            "response_mode": self.response_mode,
+            "assurance_level": self.assurance_level,
+            "max_session_ttl": self.max_session_ttl,
+        }
+
+
+class Verifier(abc.ABC):
+    """One configured verifier instance: everything the gateway reads from a plug-in.
+
+    Subclass it, set :attr:`kind` (and :attr:`auth_scheme` to answer API
+    clients), implement :meth:`verify`, and override the rest only when the
+    defaults do not fit.  The gateway checks at load that a factory returned
+    an instance of this class.
+    """
+
+    kind: ClassVar[str]
+    """The plug-in kind, as registered in ``agegate.verifiers`` (``"age-token"``)."""
+
+    auth_scheme: ClassVar[str | None] = None
+    """The ``Authorization`` scheme this kind answers (``"AgeToken"``), or None for browser only.
+
+    The gateway also strips this scheme from every request it forwards.
+    """
+
+    def __init__(self, name: str, settings: VerifierConfig | None = None) -> None:
+        """``name`` from the config; ``settings`` None keeps every shared default."""
+        # The instance name (``verifiers.<name>``), recorded in sessions and logs.
+        self.name = name
+        # The button text on the verify page.
+        self.label: str = settings.label if settings else name
+        # How the provider answers the callback: "form_post" (a POST) or "query" (a GET).
+        self.response_mode: ResponseMode = settings.response_mode if settings else "form_post"
+        # The longest session (seconds) a presentation to this verifier may earn.
+        self.max_session_ttl: float | None = settings.max_session_ttl if settings else None
 
     def start(self, ctx: ChallengeContext) -> Challenge:
-        """Describe how a visitor begins (a redirect URL and/or an API challenge)."""
-        ...
+        """Where a browser visitor goes to begin; the default offers no browser flow."""
+        return Challenge()
 
+    def api_challenge(self, min_age: int, now: float | None = None) -> Sequence[str]:
+        """``WWW-Authenticate`` values (scheme and parameters) offered to API clients.
+
+        Several values are several challenges (one per key, say); the default
+        offers none.  ``now`` is the wall clock, or None for ``time.time()``.
+        """
+        return ()
+
+    @abc.abstractmethod
     async def verify(self, presentation: Presentation, ctx: VerifyContext) -> AgeAssertion:
         """Check a presentation; raise :class:`VerificationError` on any failure."""
-        ...
+
+    async def warm(self) -> None:
+        """Prepare before the first request (fetch keys); the default has nothing to do.
+
+        A :class:`VerificationError` here is logged and is not fatal: the
+        verifier then fails closed on its requests until it recovers.
+        """
+        return None
+
+    async def aclose(self) -> None:
+        """Release what the verifier opened; the default has nothing to release."""
+        return None
 
 
 class VerifierFactory(Protocol):
-    """What the ``agegate.verifiers`` entry point resolves to."""
+    """What the ``agegate.verifiers`` entry point resolves to (usually the subclass itself)."""
 
     def __call__(
         self, name: str, config: Mapping[str, Any], services: VerifierServices

@@ -241,8 +241,7 @@ class _Flow:
             )
             challenge = verifier.start(ctx)
             if challenge.redirect_url:
-                label = getattr(verifier, "label", None) or name
-                buttons.append(VerifierButton(name, str(label), challenge.redirect_url))
+                buttons.append(VerifierButton(name, verifier.label, challenge.redirect_url))
         return buttons
 
     async def callback(self, request: Request) -> Response:
@@ -261,7 +260,7 @@ class _Flow:
         verifier = self.runtime.verifiers.get(name)
         if verifier is None:
             return _problem(request, 404, "unknown_verifier", "no such verifier")
-        wants_query = getattr(verifier, "response_mode", "form_post") == "query"
+        wants_query = verifier.response_mode == "query"
         if (request.method == "GET") != wants_query:
             return _problem(
                 request,

@@ -137,9 +137,9 @@ class Evaluator:
         found = []
         for name in requirement.verifiers:
             verifier = self.runtime.verifiers.get(name)
-            if verifier is None:
+            if verifier is None or verifier.auth_scheme is None:
                 continue
-            if str(getattr(verifier, "auth_scheme", "")).lower() == scheme:
+            if verifier.auth_scheme.lower() == scheme:
                 found.append(verifier)
         return found
 

@@ -56,14 +56,9 @@ class Responder:
         values = [age_token]
         for name in requirement.verifiers if requirement else ():
             verifier = self.runtime.verifiers.get(name)
-            api_challenge = getattr(verifier, "api_challenge", None)
-            if callable(api_challenge):
-                # A plug-in answers with one challenge, several (one per key), or none.
-                value = api_challenge(min_age)
-                if isinstance(value, str):
-                    values.append(value)
-                elif isinstance(value, list | tuple):
-                    values.extend(v for v in value if isinstance(v, str))
+            if verifier is not None:
+                # A plug-in offers several challenges (one per key, say), or none.
+                values.extend(verifier.api_challenge(min_age))
         return [(b"www-authenticate", value.encode("latin-1")) for value in values]
 
     async def challenge(

@@ -54,6 +54,7 @@ from gateway.upstream.base import (
     UpstreamResponse,
 )
 from gateway.upstream.reference import AiohttpClient
+from verifiers.base import Verifier
 
 __all__ = ["CLIENT_GONE", "Proxy", "private_cache_headers"]
 
@@ -169,12 +170,11 @@ class Proxy:
             max_connections=settings.upstream_max_connections,
         )
 
-    def add_credential_schemes(self, verifiers: Iterable[object]) -> None:
+    def add_credential_schemes(self, verifiers: Iterable[Verifier]) -> None:
         """Never forward an ``Authorization`` in a scheme of one of ``verifiers``."""
         for verifier in verifiers:
-            scheme = getattr(verifier, "auth_scheme", None)
-            if isinstance(scheme, str) and scheme:
-                self.credential_schemes |= {scheme.lower().encode("latin-1")}
+            if verifier.auth_scheme:
+                self.credential_schemes |= {verifier.auth_scheme.lower().encode("latin-1")}
 
     async def start(self) -> None:
         """Create the upstream client(s); call once from the app lifespan."""

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway import plugins
 from gateway.errors import ConfigError
-from gateway.plugins import installed_kinds, load_verifiers
+from gateway.plugins import ENTRY_POINT_GROUP, installed_kinds, load_verifiers
+from gateway.session.keys import generate_key_line
+from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import request
+from tests.support.upstream import UpstreamServer
 from verifiers.age_token import AgeTokenVerifier
 from verifiers.base import (
+    AssuranceLevel,
+    ChallengeContext,
     Presentation,
     VerificationError,
     Verifier,
@@ -93,6 +102,83 @@ async def test_third_party_verifier_verifies(example_plugin: None) -> None:
         await verifier.verify(Presentation("over-21", "authorization"), ctx)
 
 
+async def test_third_party_verifier_keeps_the_contract_defaults(example_plugin: None) -> None:
+    """The example overrides only verify and api_challenge: the rest comes from Verifier."""
+    verifier = load_verifiers({"demo": {"kind": "example-kind"}}, VerifierServices())["demo"]
+    assert type(verifier).__module__ == "agegate_example_plugin"
+    assert (verifier.label, verifier.response_mode, verifier.max_session_ttl) == (
+        "demo",
+        "form_post",
+        None,
+    )
+    ctx = ChallengeContext(
+        public_origin="https://a.example",
+        redirect_uri="https://a.example/.agegate/callback/demo",
+        nonce="n",
+        state="s",
+        min_age=18,
+        assurance=AssuranceLevel.BASIC,
+    )
+    assert verifier.start(ctx).redirect_url is None  # no browser button
+    assert await verifier.warm() is None
+    assert await verifier.aclose() is None
+    assert verifier.api_challenge(18) == ['Example threshold="18"']
+    assert list(verifier.api_challenge(21)) == []  # cannot prove 21: offers nothing
+
+
+def test_third_party_shared_settings_are_parsed(example_plugin: None) -> None:
+    config = {
+        "kind": "example-kind",
+        "label": " Example Age ",
+        "max_session_ttl": "5m",
+        "assurance_level": "standard",
+        "response_mode": "query",
+    }
+    verifier = load_verifiers({"demo": config}, VerifierServices())["demo"]
+    assert (verifier.label, verifier.max_session_ttl, verifier.response_mode) == (
+        "Example Age",
+        300.0,
+        "query",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"treshold": 18}, r"treshold: unknown setting; did you mean 'threshold'\?"),
+        ({"lable": "x"}, r"lable: unknown setting; did you mean 'label'\?"),
+        ({"response_mode": "fragment"}, r"response_mode: expected one of form_post, query"),
+        ({"max_session_ttl": "0s"}, r"max_session_ttl: must be greater than zero"),
+        ({"label": ""}, r"label: expected a non-empty string"),
+        ({"threshold": True}, r"threshold: expected an integer"),
+    ],
+)
+def test_third_party_config_errors_name_verifier_and_key(
+    example_plugin: None, change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^verifiers\.demo: {message}"):
+        load_verifiers({"demo": {"kind": "example-kind", **change}}, VerifierServices())
+
+
+class _NotAVerifier:
+    """Has every attribute a verifier has, but does not subclass Verifier."""
+
+    kind = "duck"
+    auth_scheme = None
+
+    def __init__(self, name: str, config: Mapping[str, Any], services: VerifierServices) -> None:
+        self.name, self.label, self.response_mode, self.max_session_ttl = name, name, "query", None
+
+
+def test_a_factory_returning_a_non_verifier_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = importlib.metadata.EntryPoint(
+        name="duck", value=f"{__name__}:_NotAVerifier", group=ENTRY_POINT_GROUP
+    )
+    monkeypatch.setattr(plugins, "_entry_points", lambda: {"duck": entry})
+    with pytest.raises(ConfigError, match=r"^verifiers\.d: kind: .* verifiers\.base\.Verifier$"):
+        load_verifiers({"d": {"kind": "duck"}}, VerifierServices())
+
+
 def test_built_in_kind_loads(tmp_path: Path) -> None:
     (tmp_path / "jwks.json").write_text('{"keys": []}')
     config = {"kind": "age-token", "issuer": "https://age.example", "jwks_file": "jwks.json"}
@@ -128,11 +214,6 @@ def test_third_party_value_error_is_wrapped(example_plugin: None) -> None:
 
 def test_plugin_is_discovered_by_a_gateway_process(plugin_site: Path, tmp_path: Path) -> None:
     """A separate ``agegate`` process finds the kind through PYTHONPATH alone."""
-    import json
-    import os
-
-    from gateway.session.keys import generate_key_line
-
     (tmp_path / "policy.yaml").write_text(
         "version: 1\nroutes:\n"
         "  - {name: wine, path: /wine/**, min_age: 18, verifiers: [demo]}\n"
@@ -169,3 +250,59 @@ def test_plugin_is_discovered_by_a_gateway_process(plugin_site: Path, tmp_path: 
         check=True,
     )
     assert Path(located.stdout.strip()).resolve().is_relative_to(plugin_site.resolve())
+
+
+EXAMPLE_POLICY = """
+version: 1
+routes:
+  - {name: wine, path: /echo/wine/**, min_age: 18, verifiers: [demo]}
+  - {name: spirits, path: /echo/spirits/**, min_age: 21, verifiers: [demo]}
+  - {name: rest, path: /**, action: allow}
+"""
+
+
+def test_plugin_answers_api_clients_in_a_running_gateway(plugin_site: Path, tmp_path: Path) -> None:
+    """A real ``agegate run`` uses the plug-in's scheme, challenge and verify, and strips it."""
+    root = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": os.pathsep.join([str(plugin_site), str(root)])}
+    upstream = UpstreamServer().start()
+    verifiers = {"demo": {"kind": "example-kind", "threshold": 18}}
+    try:
+        with GatewayProcess(
+            tmp_path,
+            upstream=upstream.url,
+            policy=EXAMPLE_POLICY,
+            settings={"verifiers": verifiers},
+            env=env,
+        ) as gw:
+            api = [(b"Accept", b"application/json")]
+            challenged = request(gw.port, "GET", "/echo/wine/red", headers=api)
+            assert challenged.status == 401
+            offered = challenged.header_list("www-authenticate")
+            assert 'Example threshold="18"' in offered
+            assert any(value.startswith("AgeToken ") for value in offered)
+            # The plug-in cannot prove 21, so it offers no challenge there.
+            spirits = request(gw.port, "GET", "/echo/spirits/rum", headers=api)
+            assert spirits.status == 401
+            assert not any(v.startswith("Example") for v in spirits.header_list("www-authenticate"))
+
+            proven = request(
+                gw.port,
+                "GET",
+                "/echo/wine/red",
+                headers=[*api, (b"Authorization", b"Example over-18")],
+            )
+            assert proven.status == 200, proven.text
+            # Its scheme is a credential scheme: the site never sees the proof.
+            assert "authorization" not in [name for name, _ in proven.json()["headers"]]
+
+            refused = request(
+                gw.port,
+                "GET",
+                "/echo/wine/red",
+                headers=[*api, (b"Authorization", b"Example over-17")],
+            )
+            assert refused.status == 401
+            assert refused.json()["reason"] == "bad_signature"
+    finally:
+        upstream.stop()

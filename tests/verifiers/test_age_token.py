@@ -179,7 +179,6 @@ def challenge_context() -> ChallengeContext:
 def test_start_redirects_with_spec_parameters(jwks_path: Path) -> None:
     verifier = make_verifier(jwks_path, authorize_url="https://age.example/authorize?v=2")
     challenge = verifier.start(challenge_context())
-    assert challenge.www_authenticate is None
     assert challenge.redirect_url is not None
     url = urlsplit(challenge.redirect_url)
     assert (url.scheme, url.netloc, url.path) == ("https", "age.example", "/authorize")
@@ -196,7 +195,7 @@ def test_start_redirects_with_spec_parameters(jwks_path: Path) -> None:
 
 def test_start_without_authorize_url_has_no_redirect(verifier: AgeTokenVerifier) -> None:
     challenge = verifier.start(challenge_context())
-    assert (challenge.redirect_url, challenge.www_authenticate) == (None, None)
+    assert challenge.redirect_url is None
 
 
 def test_start_query_response_mode(jwks_path: Path) -> None:

@@ -33,15 +33,15 @@ from urllib.parse import urlencode, urlsplit
 
 from verifiers.base import (
     AgeAssertion,
-    AssuranceLevel,
     Challenge,
     ChallengeContext,
     Presentation,
     VerificationError,
+    Verifier,
+    VerifierConfig,
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import did_you_mean, optional_duration, provider_url
 from verifiers.privacy_pass import blindrsa
 from verifiers.privacy_pass.challenges import WINDOW, ChallengeMaker
 from verifiers.privacy_pass.keys import IssuerPublicKey, load_public_key
@@ -74,12 +74,7 @@ _REPLAY_TTL = max(2 * WINDOW, 600) + 60
 # With an empty redemption context a token stays redeemable until its key is retired,
 # so its nonce is remembered that long: rotate keys at least this often in that mode.
 EMPTY_CONTEXT_REPLAY_TTL = 90 * 86400.0
-_KEYS = frozenset(
-    {
-        "kind", "issuer_name", "token_keys", "origin_info", "redemption_context",
-        "assurance_level", "max_session_ttl", "authorize_url", "label",
-    }
-)  # fmt: skip
+_OWN_KEYS = frozenset({"issuer_name", "token_keys", "origin_info", "redemption_context"})
 
 
 def origin_name(url: str) -> str:
@@ -103,17 +98,13 @@ def _server_name(value: object, key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class PrivacyPassConfig:
-    """One privacy-pass verifier's settings, parsed and checked once at load."""
+class PrivacyPassConfig(VerifierConfig):
+    """One privacy-pass verifier's settings (the shared ones and its own), checked once at load."""
 
     issuer_name: str
     keys: tuple[tuple[int, IssuerPublicKey], ...]  # (threshold, key), thresholds ascending
     origin_info: tuple[str, ...]
     per_challenge: bool
-    assurance_level: AssuranceLevel
-    max_session_ttl: float | None
-    authorize_url: str | None
-    label: str
 
 
 def _token_keys(value: object, base_dir: str) -> tuple[tuple[int, IssuerPublicKey], ...]:
@@ -147,16 +138,10 @@ def parse_config(
     name: str, config: Mapping[str, Any], services: VerifierServices
 ) -> PrivacyPassConfig:
     """Check every key of one verifier's config; ``ValueError`` names the key."""
-    if not isinstance(config, Mapping):
-        raise ValueError("expected a mapping of settings")
-    unknown = sorted(str(key) for key in config if key not in _KEYS)
-    if unknown:
-        hint = did_you_mean(unknown[0], _KEYS)
-        raise ValueError(
-            f"{unknown[0]}: unknown setting{hint} (allowed: {', '.join(sorted(_KEYS))})"
-        )
-    if config.get("kind", "privacy-pass") != "privacy-pass":
-        raise ValueError("kind: must be 'privacy-pass' for this verifier")
+    # The provider always answers with a POST: the challenge rides in the form.
+    shared = VerifierConfig.parse(
+        name, config, kind="privacy-pass", own_keys=_OWN_KEYS, response_modes=("form_post",)
+    )
     if "issuer_name" not in config:
         raise ValueError("issuer_name: is required")
     issuer_name = _server_name(config["issuer_name"], "issuer_name")
@@ -175,26 +160,16 @@ def parse_config(
     context = config.get("redemption_context", "per-challenge")
     if context not in REDEMPTION_CONTEXTS:
         raise ValueError(f"redemption_context: expected one of {', '.join(REDEMPTION_CONTEXTS)}")
-    try:
-        assurance = AssuranceLevel.parse(config.get("assurance_level", "basic"))
-    except ValueError as error:
-        raise ValueError(f"assurance_level: {error}") from None
-    label = config.get("label", name)
-    if not isinstance(label, str) or not label.strip():
-        raise ValueError("label: expected a non-empty string")
     return PrivacyPassConfig(
+        **shared.shared(),
         issuer_name=issuer_name,
         keys=_token_keys(config.get("token_keys"), services.base_dir),
         origin_info=origins,
         per_challenge=context == "per-challenge",
-        assurance_level=assurance,
-        max_session_ttl=optional_duration(config, "max_session_ttl"),
-        authorize_url=provider_url(config, "authorize_url"),
-        label=label.strip(),
     )
 
 
-class PrivacyPassVerifier:
+class PrivacyPassVerifier(Verifier):
     """Redeems ``Authorization: PrivateToken token=…`` (and browser ``age_token`` posts).
 
     Constructed by the gateway as ``PrivacyPassVerifier(name, config, services)``;
@@ -205,10 +180,8 @@ class PrivacyPassVerifier:
     auth_scheme = AUTH_SCHEME
 
     def __init__(self, name: str, config: Mapping[str, Any], services: VerifierServices) -> None:
-        self.name = name
         self.config = parse_config(name, config, services)
-        self.max_session_ttl: float | None = self.config.max_session_ttl
-        self.label = self.config.label
+        super().__init__(name, self.config)
         self._challenges = ChallengeMaker(
             services.secret,
             label=f"{name}\0{self.config.issuer_name}",
