@@ -45,7 +45,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.core.forwarding import is_trusted, strip_cookies
+from gateway.core.cookies import strip_cookies
+from gateway.core.forwarding import is_trusted
 from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path, split_target
 from gateway.core.problem import send_problem, send_response

@@ -27,6 +27,7 @@ import ipaddress
 from collections.abc import Collection, Sequence
 from functools import lru_cache
 
+from gateway.core.cookies import strip_cookies
 from gateway.core.hosts import parse_host
 from gateway.errors import BadRequest
 
@@ -39,7 +40,6 @@ __all__ = [
     "downstream_response_headers",
     "is_trusted",
     "private_cache_headers",
-    "strip_cookies",
     "upstream_request_headers",
 ]
 
@@ -112,16 +112,6 @@ def _reads_as_ours(name: bytes) -> bool:
     # A framework reading "_" as "-" would take X_Agegate_* or X_Forwarded_For for ours.
     dashed = name.replace(b"_", b"-")
     return dashed.startswith(_AGEGATE_PREFIX) or _is_proxy_header(dashed)
-
-
-def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
-    """``value`` (a ``Cookie`` header) without the cookies called ``names``."""
-    kept = [
-        pair
-        for pair in (p.strip() for p in value.split(b";"))
-        if pair and pair.split(b"=", 1)[0].strip() not in names
-    ]
-    return b"; ".join(kept)
 
 
 # A visitor's Cookie header repeats on every request: its stripped form is kept
