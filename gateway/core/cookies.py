@@ -15,7 +15,6 @@ the request goes upstream.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from functools import lru_cache
 
 __all__ = [
     "clear_cookie",
@@ -31,6 +30,7 @@ _COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set('",;\\')
 # What str.strip() trims from a latin-1 string: ASCII whitespace, the C0
 # separators, NEL and NBSP.
 _ANY_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+_DQUOTE = ord('"')
 # RFC 9110 token characters, the only ones allowed in a cookie name we emit.
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -77,21 +77,23 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
 
     HTTP/2 and HTTP/3 clients may split cookies over several ``Cookie``
     header fields (RFC 9113 §8.2.3); they are read in order, first one wins.
+    Reads as :func:`parse_cookie_header` would, without building the dict;
+    nothing is cached, so no visitor's cookies outlive the request.
     """
+    wanted = name.encode("latin-1")
+    if not wanted:
+        return None
     for header_name, header_value in headers:
-        if header_name.lower() != b"cookie":
+        if header_name.lower() != b"cookie" or wanted not in header_value:
             continue
-        found = _cookie_value(header_value, name)
-        if found is not None:
-            return found
+        for item in header_value.split(b";"):
+            key, sep, value = item.partition(b"=")
+            if sep and key.strip(b" \t") == wanted:
+                value = value.strip(b" \t")
+                if len(value) >= 2 and value[0] == value[-1] == _DQUOTE:
+                    value = value[1:-1]
+                return value.decode("latin-1")
     return None
-
-
-@lru_cache(maxsize=256)
-def _cookie_value(header_value: bytes | str, name: str) -> str | None:
-    # The same Cookie header comes with each of a visitor's requests: parsed once
-    # (bounded: 256 values, at most 256 x the 32 KiB head limit).
-    return parse_cookie_header(header_value).get(name)
 
 
 def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:

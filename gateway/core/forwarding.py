@@ -114,11 +114,6 @@ def _reads_as_ours(name: bytes) -> bool:
     return dashed.startswith(_AGEGATE_PREFIX) or _is_proxy_header(dashed)
 
 
-# A visitor's Cookie header repeats on every request: its stripped form is kept
-# (bounded: 256 values, so at most 256 x the 32 KiB head limit).
-_stripped_cookies = lru_cache(maxsize=256)(strip_cookies)
-
-
 def _forwarded_value(value: str) -> bytes:
     raw = value.encode("latin-1", "replace")
     if raw and not raw.translate(None, _TCHAR):
@@ -218,8 +213,8 @@ def upstream_request_headers(
                 out.append((name, value))
             continue
         if name == b"cookie" and strip_cookie_names:
-            # frozenset() of a frozenset is that same set: no copy on the hot path.
-            kept = _stripped_cookies(value, frozenset(strip_cookie_names))
+            # Not cached: a visitor's cookies are kept no longer than the request.
+            kept = strip_cookies(value, strip_cookie_names)
             if kept:
                 out.append((name, kept))
             continue

@@ -115,6 +115,21 @@ class TestGetCookie:
         assert get_cookie([(b"x-cookie", f"{SESSION}=x".encode())], SESSION) is None
 
 
+@given(
+    st.lists(st.binary(max_size=60), min_size=1, max_size=3),
+    st.sampled_from([SESSION, "a", "b", " a", "a=", '"']),
+)
+def test_get_cookie_reads_as_the_parser_does(values: list[bytes], name: str) -> None:
+    headers = [(b"cookie", v) for v in values]
+    expected = next((p[name] for p in map(parse_cookie_header, values) if name in p), None)
+    assert get_cookie(headers, name) == expected
+
+
+@given(st.text(alphabet='ab=; \t"', max_size=30), st.sampled_from(["a", "b", "ab"]))
+def test_get_cookie_matches_parser_on_dense_input(value: str, name: str) -> None:
+    assert get_cookie([(b"cookie", value.encode())], name) == parse_cookie_header(value).get(name)
+
+
 OURS = frozenset({SESSION.encode(), CHALLENGE.encode()})
 
 
