@@ -27,6 +27,7 @@ import ipaddress
 from collections.abc import Collection, Sequence
 from functools import lru_cache
 
+from gateway.core.cache import BoundedCache
 from gateway.core.cookies import strip_cookies
 from gateway.core.hosts import parse_host
 from gateway.errors import BadRequest
@@ -152,8 +153,7 @@ _PLAIN_REQUEST = frozenset(
 )
 # Request headers kept only after a check of their own (see upstream_request_headers).
 _CHECKED_REQUEST = frozenset({b"authorization", b"content-length"})
-ForwardingCache = dict[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
-_FORWARDING_CACHE_SIZE = 1024
+ForwardingCache = BoundedCache[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
 
 
 def upstream_request_headers(
@@ -178,7 +178,7 @@ def upstream_request_headers(
     ``X-Agegate-*`` header has been removed.  ``strip_auth_schemes``
     (lower-case) are the ``Authorization`` schemes that never go upstream.
     ``cache``
-    (a dict the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
+    (a :class:`BoundedCache` the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
     headers per client address, scheme and host when no proxy chain is
     forwarded: they are the same for every request on a connection.
     """
@@ -283,12 +283,10 @@ def _cached_forwarding_headers(
     cache: ForwardingCache, client_ip: str | None, scheme: str, host: bytes
 ) -> tuple[tuple[bytes, bytes], ...]:
     key = (client_ip, scheme, host)
-    headers = cache.get(key)
+    headers = cache.entries.get(key)
     if headers is None:
-        if len(cache) >= _FORWARDING_CACHE_SIZE:
-            cache.clear()  # bounded: hosts and client addresses churn slowly
-        headers = cache[key] = tuple(
-            _forwarding_headers(client_ip, scheme, host, [], [], None, None)
+        headers = cache.put(
+            key, tuple(_forwarding_headers(client_ip, scheme, host, [], [], None, None))
         )
     return headers
 
@@ -326,6 +324,8 @@ def _normal_host(value: bytes) -> bytes | None:
         return None
 
 
+# A pure function of Connection header tokens (no secrets; keys are what the
+# client names as hop-by-hop), shared by every instance: lru_cache is enough.
 @lru_cache(maxsize=128)
 def _named_by_connection(value: bytes) -> frozenset[bytes]:
     """The header names a ``Connection`` value lists, less the hop-by-hop ones dropped anyway."""

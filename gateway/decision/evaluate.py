@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.core.cache import BoundedCache
 from gateway.core.cookies import get_cookie, set_cookie
 from gateway.core.forwarding import is_trusted
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
@@ -68,6 +69,8 @@ class Evaluation:
     verifier: str | None = None  # the verifier that just accepted a credential
 
 
+_ALLOW_ENTRIES = 1024  # allow rules of one policy whose decision is kept
+
 _STORE_DOWN = Refusal(
     503, "store_unavailable", "age verification is briefly unavailable; try again shortly", 5
 )
@@ -81,7 +84,7 @@ class Evaluator:
         # Decisions of allow rules depend on nothing but the rule: made once per
         # rule of the policy in force (cleared when a reload replaces the policy).
         self._allow_policy: object = None
-        self._allow_decisions: dict[int, Decision] = {}
+        self._allow_decisions: BoundedCache[int, Decision] = BoundedCache(_ALLOW_ENTRIES)
 
     async def evaluate(
         self,
@@ -99,10 +102,12 @@ class Evaluator:
         if rule.action is Action.ALLOW:
             if policy is not self._allow_policy:
                 self._allow_policy = policy
-                self._allow_decisions = {}
-            decision = self._allow_decisions.get(id(rule))
+                self._allow_decisions.clear()
+            decision = self._allow_decisions.entries.get(id(rule))
             if decision is None:
-                decision = self._allow_decisions[id(rule)] = decide_for_rule(rule, None, None, now)
+                decision = self._allow_decisions.put(
+                    id(rule), decide_for_rule(rule, None, None, now)
+                )
             return Evaluation(decision)
         session = None
         unchecked = False  # revocation unknown: local set overflowed and the store is down
