@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gateway.core.cache import BoundedCache
 from gateway.core.cookies import get_cookie, set_cookie
 from gateway.core.forwarding import is_trusted
+from gateway.core.headers import header_value
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
 from gateway.errors import StoreUnavailable
 from gateway.policy import Action, Decision, Outcome, decide
@@ -31,19 +32,10 @@ __all__ = [
     "Evaluation",
     "Evaluator",
     "Refusal",
-    "header",
     "jurisdiction_of",
 ]
 
 AGE_TOKEN_SCHEME = "agetoken"  # noqa: S105 - an auth scheme name, not a secret
-
-
-def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of ``name`` (lower-case) in an ASGI header list."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +116,7 @@ class Evaluator:
             # Not a challenge: the visitor did nothing wrong, and a new proof would need
             # the store too.  The session is not honoured meanwhile (it may be logged out).
             return Evaluation(decision, _STORE_DOWN)
-        authorization = header(headers, b"authorization")
+        authorization = header_value(headers, b"authorization")
         if authorization is None:
             return Evaluation(decision)
         scheme, _, credential = authorization.decode("latin-1").partition(" ")
@@ -211,7 +203,7 @@ def jurisdiction_of(
     name = runtime.settings.jurisdiction_header
     if name is None or not is_trusted(peer, runtime.settings.trusted_proxies):
         return None
-    value = header(headers, name.encode())
+    value = header_value(headers, name.encode())
     if value is None or not value.replace(b"-", b"").isalnum() or len(value) > 8:
         return None
     return value.decode("ascii").upper()

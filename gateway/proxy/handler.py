@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.core.cache import BoundedCache
+from gateway.core.headers import header_value, header_values
 from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path
 from gateway.core.problem import send_problem
 from gateway.decision.access import AccessLog, AccessRecord, recording_status
-from gateway.decision.evaluate import Evaluation, Evaluator, header, jurisdiction_of
+from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.policy import Outcome, Requirement
@@ -68,7 +69,7 @@ class Gate:
         self, scope: Scope, receive: Receive, send: Send, record: AccessRecord
     ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        accept = header(headers, b"accept")
+        accept = header_value(headers, b"accept")
         method = record.method
         try:
             host, authority, path = self._target(scope, headers)
@@ -130,7 +131,7 @@ class Gate:
         if target.get("target_error"):
             # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
             raise BadRequest(target["target_error"], "the request target is not acceptable")
-        host_values = [value for key, value in headers if key == b"host"]
+        host_values = header_values(headers, b"host")
         if len(host_values) > 1:
             # RFC 9112 §3.2: more than one Host is a 400; which one a server reads differs.
             raise BadRequest("duplicate_host", "more than one Host header")
