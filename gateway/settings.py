@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from gateway.core.hosts import host_name
 from gateway.errors import ConfigError
+from gateway.policy.yamlfile import read_yaml
 from verifiers.config import did_you_mean, parse_duration
 
 __all__ = ["Listen", "LogSettings", "Settings", "load_settings", "parse_settings"]
@@ -141,11 +140,11 @@ def load_settings(
         source = str(file)
         base_dir = file.resolve().parent
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            text = file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read settings file: {exc.strerror}", source=source) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {_yaml_problem(exc)}", source=source) from None
+        # The policy's loader: a duplicate key is an error, booleans are YAML 1.2's.
+        loaded = read_yaml(text, source, error=ConfigError)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -242,12 +241,6 @@ def _from_env(key: str, value: str) -> Any:
     if value.strip().lower() in {"null", "none", ""} and _DEFAULTS[key] is None:
         return None
     return value
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "cannot parse"
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _listen(value: object) -> Listen:

@@ -13,7 +13,6 @@ with two algorithms: ES256 (P-256), ES384 (P-384), EdDSA (Ed25519), PS256
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
@@ -27,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from verifiers.b64url import b64url_encode
 from verifiers.base import AssuranceLevel
 
 __all__ = [
@@ -68,7 +68,7 @@ _THUMBPRINT_MEMBERS = {
 
 
 def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode(data)
 
 
 def _uint(value: int, length: int | None = None) -> str:

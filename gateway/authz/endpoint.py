@@ -45,12 +45,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.core.forwarding import is_trusted, strip_cookies
+from gateway.core.cookies import strip_cookies
+from gateway.core.forwarding import is_trusted
+from gateway.core.headers import header_value, header_values
 from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path, split_target
 from gateway.core.problem import send_problem, send_response
 from gateway.decision.access import AccessLog, AccessRecord
-from gateway.decision.evaluate import Evaluation, Evaluator, header, jurisdiction_of
+from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.http.server import MAX_TARGET_BYTES
@@ -188,7 +190,7 @@ class AuthzApp:
         self, scope: Scope, send: Send, record: AccessRecord, peer: str | None
     ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        accept = header(headers, b"accept")
+        accept = header_value(headers, b"accept")
         if not self.runtime.started:
             record.set(status=503, decision="reject", reason="starting")
             await send_problem(
@@ -311,7 +313,7 @@ def site_cookie_headers(headers: Headers, *, nginx_style: bool) -> list[tuple[by
     never an empty one; a value holding a control byte is dropped whole, so it
     can never split the answer.
     """
-    sent = [value for name, value in headers if name == b"cookie"]
+    sent = header_values(headers, b"cookie")
     if not sent:
         return []
     kept = b"; ".join(
@@ -361,7 +363,7 @@ def _method(value: bytes) -> str:
 
 def _asks_nginx_style(scope: Scope, headers: Headers) -> bool:
     """nginx style before the forwarded request is read (for refusing it in that style too)."""
-    if header(headers, b"x-original-uri") is not None:
+    if header_value(headers, b"x-original-uri") is not None:
         return True
     return b"style=nginx" in bytes(scope.get("query_string", b"")).split(b"&")
 

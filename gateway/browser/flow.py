@@ -41,7 +41,7 @@ from gateway.core.pages import (
     status_page,
 )
 from gateway.core.paths import canonical_path
-from gateway.core.problem import SECURITY_HEADERS, http_date, problem_body, wants_html
+from gateway.core.problem import problem_body, response_headers, wants_html
 from gateway.decision.responses import AGEGATE_PREFIX
 from gateway.decision.verification import session_claims, verify_presentation
 from gateway.errors import BadRequest, StoreUnavailable
@@ -90,14 +90,10 @@ def _response(
     headers: Sequence[tuple[str, str]] = (),
     cookies: Sequence[bytes] = (),
 ) -> Response:
-    response = Response(body, status_code=status, media_type=content_type)
-    response.headers["date"] = http_date().decode()
-    for raw_key, raw_value in SECURITY_HEADERS:
-        response.headers[raw_key.decode()] = raw_value.decode()
-    for key, value in headers:
-        response.headers[key] = value
-    for cookie in cookies:
-        response.headers.append("set-cookie", cookie.decode("latin-1"))
+    response = Response(body, status_code=status)
+    extra = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in headers]
+    extra += [(b"set-cookie", cookie) for cookie in cookies]
+    response.raw_headers = response_headers(status, content_type.encode("latin-1"), body, extra)
     return response
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import parse_qsl
 
+from gateway.core.headers import header_values
 from gateway.errors import BadRequest
 from gateway.types import Receive
 
@@ -53,20 +54,18 @@ def _too_large() -> FormRefused:
     )
 
 
-def _values(headers: Headers, name: bytes) -> list[bytes]:
-    return [value for key, value in headers if key == name]
-
-
 def declares_body(headers: Headers) -> bool:
     """True when the request head announces body bytes (a length above 0, or chunked)."""
-    if _values(headers, b"transfer-encoding"):
+    if header_values(headers, b"transfer-encoding"):
         return True
-    return any(value.strip() not in (b"", b"0") for value in _values(headers, b"content-length"))
+    return any(
+        value.strip() not in (b"", b"0") for value in header_values(headers, b"content-length")
+    )
 
 
 def check_form_head(headers: Headers) -> None:
     """Refuse, from the head alone, a body that is not a small urlencoded form."""
-    types = _values(headers, b"content-type")
+    types = header_values(headers, b"content-type")
     media_type = types[0].split(b";", 1)[0].strip().lower() if len(types) == 1 else b""
     if media_type != FORM_MEDIA_TYPE:
         raise FormRefused(
@@ -74,7 +73,7 @@ def check_form_head(headers: Headers) -> None:
             "the callback takes only application/x-www-form-urlencoded",
             status=415,
         )
-    for value in _values(headers, b"content-length"):
+    for value in header_values(headers, b"content-length"):
         digits = value.strip()
         if not digits.isdigit():
             raise FormRefused("malformed_form", "the Content-Length is not a number")

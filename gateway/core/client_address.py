@@ -23,6 +23,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from gateway.core.forwarding import Network
+from gateway.core.headers import header_values
 
 __all__ = ["client_address", "forwarded_hops"]
 
@@ -72,11 +73,11 @@ def forwarded_hops(headers: Headers) -> list[bytes]:
     Several header lines are one list (RFC 9110 §5.3); empty list members are
     skipped.  ``Forwarded`` is read only when no ``X-Forwarded-For`` arrived.
     """
-    xff = [value for name, value in headers if name == b"x-forwarded-for"]
+    xff = header_values(headers, b"x-forwarded-for")
     if xff:
         hops = b",".join(xff).split(b",")
         return [hop for hop in hops if hop.strip()]
-    forwarded = [value for name, value in headers if name == b"forwarded"]
+    forwarded = header_values(headers, b"forwarded")
     elements = b",".join(forwarded).split(b",")
     return [_for_value(element) for element in elements if element.strip()]
 

@@ -6,15 +6,15 @@ pairs is ignored, a value wrapped in double quotes is unwrapped, and a pair
 without ``=`` or with an empty name is skipped.  Parsing never raises: cookies
 are attacker-controlled input and an odd one must not turn into a 500.
 
-The *same* name extraction is used for reading (:func:`get_cookie`) and for
-stripping (:func:`strip_cookies`), so anything the gateway would read as its
-session cookie is also removed before the request goes upstream.
+Stripping (:func:`strip_cookies`, what the proxy and forward-auth send the
+site) compares names more widely than reading (:func:`get_cookie`) does, so
+anything the gateway would read as its session cookie is also removed before
+the request goes upstream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from functools import lru_cache
 
 __all__ = [
     "clear_cookie",
@@ -27,6 +27,10 @@ __all__ = [
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 # RFC 6265 §4.1.1 cookie-octet: visible ASCII except DQUOTE, comma, semicolon, backslash.
 _COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set('",;\\')
+# What str.strip() trims from a latin-1 string: ASCII whitespace, the C0
+# separators, NEL and NBSP.
+_ANY_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+_DQUOTE = ord('"')
 # RFC 9110 token characters, the only ones allowed in a cookie name we emit.
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -73,50 +77,40 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
 
     HTTP/2 and HTTP/3 clients may split cookies over several ``Cookie``
     header fields (RFC 9113 §8.2.3); they are read in order, first one wins.
+    Reads as :func:`parse_cookie_header` would, without building the dict;
+    nothing is cached, so no visitor's cookies outlive the request.
     """
+    wanted = name.encode("latin-1")
+    if not wanted:
+        return None
     for header_name, header_value in headers:
-        if header_name.lower() != b"cookie":
+        if header_name.lower() != b"cookie" or wanted not in header_value:
             continue
-        found = _cookie_value(header_value, name)
-        if found is not None:
-            return found
+        for item in header_value.split(b";"):
+            key, sep, value = item.partition(b"=")
+            if sep and key.strip(b" \t") == wanted:
+                value = value.strip(b" \t")
+                if len(value) >= 2 and value[0] == value[-1] == _DQUOTE:
+                    value = value[1:-1]
+                return value.decode("latin-1")
     return None
 
 
-@lru_cache(maxsize=256)
-def _cookie_value(header_value: bytes | str, name: str) -> str | None:
-    # The same Cookie header comes with each of a visitor's requests: parsed once
-    # (bounded: 256 values, at most 256 x the 32 KiB head limit).
-    return parse_cookie_header(header_value).get(name)
+def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
+    """``value`` (one ``Cookie`` header) without the cookies called ``names``.
 
-
-def strip_cookies(
-    headers: Sequence[tuple[bytes, bytes]], names: Collection[str]
-) -> list[tuple[bytes, bytes]]:
-    """A copy of ``headers`` with the cookies ``names`` removed from every ``Cookie`` header.
-
-    Other cookies are kept byte for byte (only the separators are normalised
-    to ``"; "``); a ``Cookie`` header left empty is dropped.  Items the parser
-    would skip are kept: they are the upstream's business, not ours.
+    Other items are kept byte for byte but trimmed, joined by ``"; "``; empty
+    items go.  A name is compared after trimming every byte that Python's
+    ``str.strip()`` over latin-1 (and so some upstream parser) would trim,
+    with or without an ``=``: anything that could be read as ours must not
+    reach the site, which is wider than what :func:`get_cookie` reads.
     """
-    result: list[tuple[bytes, bytes]] = []
-    for header_name, header_value in headers:
-        if header_name.lower() != b"cookie":
-            result.append((header_name, header_value))
-            continue
-        kept = []
-        for item in _as_text(header_value).split(";"):
-            # Strip more widely than get_cookie reads: any name that some
-            # upstream parser could take for ours (say, after trimming other
-            # whitespace) must not reach the site.
-            name = item.partition("=")[0]
-            if "=" in item and (name.strip(" \t") in names or name.strip() in names):
-                continue
-            if item.strip(" \t"):
-                kept.append(item.strip(" \t"))
-        if kept:
-            result.append((header_name, "; ".join(kept).encode("latin-1")))
-    return result
+    kept = []
+    for item in value.split(b";"):
+        pair = item.strip()
+        if pair and pair.partition(b"=")[0].strip(_ANY_WHITESPACE) not in names:
+            kept.append(pair)
+    return b"; ".join(kept)
 
 
 def set_cookie(

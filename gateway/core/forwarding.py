@@ -27,6 +27,8 @@ import ipaddress
 from collections.abc import Collection, Sequence
 from functools import lru_cache
 
+from gateway.core.cache import BoundedCache
+from gateway.core.cookies import strip_cookies
 from gateway.core.hosts import parse_host
 from gateway.errors import BadRequest
 
@@ -39,7 +41,6 @@ __all__ = [
     "downstream_response_headers",
     "is_trusted",
     "private_cache_headers",
-    "strip_cookies",
     "upstream_request_headers",
 ]
 
@@ -114,21 +115,6 @@ def _reads_as_ours(name: bytes) -> bool:
     return dashed.startswith(_AGEGATE_PREFIX) or _is_proxy_header(dashed)
 
 
-def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
-    """``value`` (a ``Cookie`` header) without the cookies called ``names``."""
-    kept = [
-        pair
-        for pair in (p.strip() for p in value.split(b";"))
-        if pair and pair.split(b"=", 1)[0].strip() not in names
-    ]
-    return b"; ".join(kept)
-
-
-# A visitor's Cookie header repeats on every request: its stripped form is kept
-# (bounded: 256 values, so at most 256 x the 32 KiB head limit).
-_stripped_cookies = lru_cache(maxsize=256)(strip_cookies)
-
-
 def _forwarded_value(value: str) -> bytes:
     raw = value.encode("latin-1", "replace")
     if raw and not raw.translate(None, _TCHAR):
@@ -167,8 +153,7 @@ _PLAIN_REQUEST = frozenset(
 )
 # Request headers kept only after a check of their own (see upstream_request_headers).
 _CHECKED_REQUEST = frozenset({b"authorization", b"content-length"})
-ForwardingCache = dict[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
-_FORWARDING_CACHE_SIZE = 1024
+ForwardingCache = BoundedCache[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
 
 
 def upstream_request_headers(
@@ -193,7 +178,7 @@ def upstream_request_headers(
     ``X-Agegate-*`` header has been removed.  ``strip_auth_schemes``
     (lower-case) are the ``Authorization`` schemes that never go upstream.
     ``cache``
-    (a dict the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
+    (a :class:`BoundedCache` the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
     headers per client address, scheme and host when no proxy chain is
     forwarded: they are the same for every request on a connection.
     """
@@ -228,8 +213,8 @@ def upstream_request_headers(
                 out.append((name, value))
             continue
         if name == b"cookie" and strip_cookie_names:
-            # frozenset() of a frozenset is that same set: no copy on the hot path.
-            kept = _stripped_cookies(value, frozenset(strip_cookie_names))
+            # Not cached: a visitor's cookies are kept no longer than the request.
+            kept = strip_cookies(value, strip_cookie_names)
             if kept:
                 out.append((name, kept))
             continue
@@ -298,12 +283,10 @@ def _cached_forwarding_headers(
     cache: ForwardingCache, client_ip: str | None, scheme: str, host: bytes
 ) -> tuple[tuple[bytes, bytes], ...]:
     key = (client_ip, scheme, host)
-    headers = cache.get(key)
+    headers = cache.entries.get(key)
     if headers is None:
-        if len(cache) >= _FORWARDING_CACHE_SIZE:
-            cache.clear()  # bounded: hosts and client addresses churn slowly
-        headers = cache[key] = tuple(
-            _forwarding_headers(client_ip, scheme, host, [], [], None, None)
+        headers = cache.put(
+            key, tuple(_forwarding_headers(client_ip, scheme, host, [], [], None, None))
         )
     return headers
 
@@ -341,6 +324,8 @@ def _normal_host(value: bytes) -> bytes | None:
         return None
 
 
+# A pure function of Connection header tokens (no secrets; keys are what the
+# client names as hop-by-hop), shared by every instance: lru_cache is enough.
 @lru_cache(maxsize=128)
 def _named_by_connection(value: bytes) -> frozenset[bytes]:
     """The header names a ``Connection`` value lists, less the hop-by-hop ones dropped anyway."""

@@ -20,6 +20,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "http_date",
     "problem_body",
+    "response_headers",
     "send_problem",
     "send_response",
     "wants_html",
@@ -83,6 +84,33 @@ def problem_body(status: int, reason: str, detail: str, **extra: object) -> dict
     return body
 
 
+def response_headers(
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> list[tuple[bytes, bytes]]:
+    """The headers of every gateway-made response.
+
+    ``Date``, type, length, the security headers, then ``headers``; a 1xx, 204
+    or 304 has no ``Content-Length`` (RFC 9110 §8.6).
+    """
+    if status < 200 or status in (204, 304):
+        return [
+            (b"date", http_date()),
+            (b"content-type", content_type),
+            *SECURITY_HEADERS,
+            *headers,
+        ]
+    return [
+        (b"date", http_date()),
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *SECURITY_HEADERS,
+        *headers,
+    ]
+
+
 async def send_response(
     send: Send,
     status: int,
@@ -93,13 +121,7 @@ async def send_response(
     head: bool = False,
 ) -> None:
     """Send a complete response with the security headers."""
-    all_headers = [
-        (b"date", http_date()),
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
-        *SECURITY_HEADERS,
-        *headers,
-    ]
+    all_headers = response_headers(status, content_type, body, headers)
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 

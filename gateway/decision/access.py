@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 
+from gateway.core.cache import BoundedCache
 from gateway.observability import (
     ACCESS_LOGGER,
     BufferedHandler,
@@ -97,7 +98,9 @@ class AccessLog:
         # counter, instead of a getrandom() syscall per request.
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count()
-        self._middles: dict[tuple[int, str | None, str, str | None], str] = {}
+        self._middles: BoundedCache[tuple[int, str | None, str, str | None], str] = BoundedCache(
+            _SEGMENT_CACHE
+        )
 
     def request_id(self) -> str:
         """A new id, unique across processes and restarts: 8 random hex digits + a counter."""
@@ -142,14 +145,13 @@ class AccessLog:
         # The parts between the path and the duration repeat from request to request:
         # they are rendered once per label set (a bounded cache).
         key = (record.status, record.rule, record.decision, record.reason)
-        middle = self._middles.get(key)
+        middle = self._middles.entries.get(key)
         if middle is None:
-            if len(self._middles) >= _SEGMENT_CACHE:
-                self._middles.clear()
-            middle = self._middles[key] = (
+            middle = self._middles.put(
+                key,
                 f',"status":{record.status},"rule":{_json_text(record.rule)}'
                 f',"decision":{_json_text(record.decision)},"reason":{_json_text(record.reason)}'
-                ',"duration_ms":'
+                ',"duration_ms":',
             )
         parts = [
             '{"time":"',

@@ -14,8 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.core.cache import BoundedCache
 from gateway.core.cookies import get_cookie, set_cookie
 from gateway.core.forwarding import is_trusted
+from gateway.core.headers import header_value
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
 from gateway.errors import StoreUnavailable
 from gateway.policy import Action, Decision, Outcome, decide
@@ -30,19 +32,10 @@ __all__ = [
     "Evaluation",
     "Evaluator",
     "Refusal",
-    "header",
     "jurisdiction_of",
 ]
 
 AGE_TOKEN_SCHEME = "agetoken"  # noqa: S105 - an auth scheme name, not a secret
-
-
-def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of ``name`` (lower-case) in an ASGI header list."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +61,8 @@ class Evaluation:
     verifier: str | None = None  # the verifier that just accepted a credential
 
 
+_ALLOW_ENTRIES = 1024  # allow rules of one policy whose decision is kept
+
 _STORE_DOWN = Refusal(
     503, "store_unavailable", "age verification is briefly unavailable; try again shortly", 5
 )
@@ -81,7 +76,7 @@ class Evaluator:
         # Decisions of allow rules depend on nothing but the rule: made once per
         # rule of the policy in force (cleared when a reload replaces the policy).
         self._allow_policy: object = None
-        self._allow_decisions: dict[int, Decision] = {}
+        self._allow_decisions: BoundedCache[int, Decision] = BoundedCache(_ALLOW_ENTRIES)
 
     async def evaluate(
         self,
@@ -99,10 +94,12 @@ class Evaluator:
         if rule.action is Action.ALLOW:
             if policy is not self._allow_policy:
                 self._allow_policy = policy
-                self._allow_decisions = {}
-            decision = self._allow_decisions.get(id(rule))
+                self._allow_decisions.clear()
+            decision = self._allow_decisions.entries.get(id(rule))
             if decision is None:
-                decision = self._allow_decisions[id(rule)] = decide_for_rule(rule, None, None, now)
+                decision = self._allow_decisions.put(
+                    id(rule), decide_for_rule(rule, None, None, now)
+                )
             return Evaluation(decision)
         session = None
         unchecked = False  # revocation unknown: local set overflowed and the store is down
@@ -119,7 +116,7 @@ class Evaluator:
             # Not a challenge: the visitor did nothing wrong, and a new proof would need
             # the store too.  The session is not honoured meanwhile (it may be logged out).
             return Evaluation(decision, _STORE_DOWN)
-        authorization = header(headers, b"authorization")
+        authorization = header_value(headers, b"authorization")
         if authorization is None:
             return Evaluation(decision)
         scheme, _, credential = authorization.decode("latin-1").partition(" ")
@@ -206,7 +203,7 @@ def jurisdiction_of(
     name = runtime.settings.jurisdiction_header
     if name is None or not is_trusted(peer, runtime.settings.trusted_proxies):
         return None
-    value = header(headers, name.encode())
+    value = header_value(headers, name.encode())
     if value is None or not value.replace(b"-", b"").isalnum() or len(value) > 8:
         return None
     return value.decode("ascii").upper()

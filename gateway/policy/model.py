@@ -242,7 +242,9 @@ class Policy:
         return None
 
 
-@lru_cache(maxsize=1024)  # bounded; policies that restrict hosts read one per request
+# Bounded; policies that restrict hosts read one per request.  A pure function of
+# the Host name (no secrets), the same for every policy: lru_cache is enough.
+@lru_cache(maxsize=1024)
 def _host_key(host: str) -> str | None:
     """The normal name of ``host``; None for a malformed one, which no ``hosts:`` lists.
 

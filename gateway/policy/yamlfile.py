@@ -1,11 +1,12 @@
-"""Reading policy YAML: PyYAML's safe loader with two fixes, errors as PolicyError.
+"""Reading policy and settings YAML: PyYAML's safe loader with two fixes.
 
-A policy is security configuration and surprises there are bugs, so: a
+Policies and settings are security configuration and surprises there are bugs, so: a
 duplicate key is an error (PyYAML keeps the last one silently), and only
 ``true``/``false`` are booleans (YAML 1.1 reads ``NO``, Norway's code, as
 false, and ``on`` as true).  Every failure, PyYAML's or its constructors'
-(a date like ``2024-13-45`` raises ``ValueError``), becomes a PolicyError with
-the line and column where PyYAML gives them.
+(a date like ``2024-13-45`` raises ``ValueError``), becomes a PolicyError (or
+the ConfigError a settings file asks for) with the line and column where
+PyYAML gives them.
 """
 
 from __future__ import annotations
@@ -15,25 +16,27 @@ from typing import Any
 
 import yaml
 
-from gateway.errors import PolicyError
+from gateway.errors import ConfigError, PolicyError
 
 __all__ = ["read_yaml"]
 
 
-def read_yaml(raw: bytes, source: str) -> object:
-    """Parse one YAML document from UTF-8 bytes; raises PolicyError naming ``source``."""
+def read_yaml(
+    raw: bytes, source: str, *, error: type[PolicyError | ConfigError] = PolicyError
+) -> object:
+    """Parse one YAML document from UTF-8 bytes; raises ``error`` naming ``source``."""
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PolicyError(f"not valid UTF-8 (byte {exc.start})", source=source) from None
+        raise error(f"not valid UTF-8 (byte {exc.start})", source=source) from None
     try:
         return yaml.load(decoded, Loader=_PolicyYamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise PolicyError(f"invalid YAML: {_yaml_problem(exc)}", source=source) from None
+        raise error(f"invalid YAML: {_yaml_problem(exc)}", source=source) from None
     except (ValueError, OverflowError) as exc:
-        raise PolicyError(f"invalid YAML value: {exc}", source=source) from None
+        raise error(f"invalid YAML value: {exc}", source=source) from None
     except RecursionError:
-        raise PolicyError("invalid YAML: nested too deeply", source=source) from None
+        raise error("invalid YAML: nested too deeply", source=source) from None
 
 
 class _PolicyYamlLoader(yaml.SafeLoader):

@@ -31,6 +31,7 @@ import logging
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from urllib.parse import quote
 
+from gateway.core.cache import BoundedCache
 from gateway.core.forwarding import (
     CREDENTIAL_SCHEMES,
     ForwardingCache,
@@ -62,6 +63,8 @@ log = logging.getLogger("agegate.proxy")
 
 CLIENT_GONE = 499  # nginx's code for "the client closed the connection first"; never sent
 _NO_BODY_STATUSES = frozenset({204, 304})
+_FORWARDING_ENTRIES = 1024  # (client address, scheme, host): they churn slowly
+_PEER_ENTRIES = 1024
 # One client-facing text per reason, whichever upstream client noticed what.
 _DETAILS = {
     "upstream_unavailable": "the site's server could not be reached",
@@ -149,8 +152,11 @@ class Proxy:
         self._kind = client
         self._client: UpstreamClient | None = None
         self._ws: AiohttpClient | None = None
-        self._forwarding: ForwardingCache = {}
-        self._trusted_peers: dict[str | None, bool] = {}
+        self._forwarding: ForwardingCache = BoundedCache(_FORWARDING_ENTRIES)
+        # Whether a peer address is a trusted proxy: an address parse is the slow part.
+        self._trusted_peers: BoundedCache[str | None, bool] = BoundedCache(
+            _PEER_ENTRIES, max_key_size=64
+        )
         make_client(client, self.upstream, connect_timeout=1, read_timeout=1)  # validate kind
         if request_buffer_size < 1 or max_connections < 1:
             raise ValueError("request_buffer_size and max_connections must be positive")
@@ -213,11 +219,9 @@ class Proxy:
         scheme = scope.get("scheme", "http")
         if scheme in ("ws", "wss"):
             scheme = "http" if scheme == "ws" else "https"
-        trusted = self._trusted_peers.get(client_ip)
+        trusted = self._trusted_peers.entries.get(client_ip)
         if trusted is None:
-            if len(self._trusted_peers) >= 1024:
-                self._trusted_peers.clear()  # bounded; an address parse is the slow part
-            trusted = self._trusted_peers[client_ip] = is_trusted(client_ip, self._trusted)
+            trusted = self._trusted_peers.put(client_ip, is_trusted(client_ip, self._trusted))
         return upstream_request_headers(
             scope["headers"],
             client_ip=client_ip,

@@ -13,13 +13,14 @@ here logs a token, a cookie or a full client address.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
 
+from gateway.core.cache import BoundedCache
+from gateway.core.headers import header_value, header_values
 from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path
 from gateway.core.problem import send_problem
 from gateway.decision.access import AccessLog, AccessRecord, recording_status
-from gateway.decision.evaluate import Evaluation, Evaluator, header, jurisdiction_of
+from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.policy import Outcome, Requirement
@@ -30,7 +31,6 @@ from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AGEGATE_PREFIX", "Gate", "jurisdiction_of"]
 
-_T = TypeVar("_T")
 _CACHE_ENTRIES = 4096  # per cache: host values, raw paths
 _CACHE_KEY_BYTES = 512
 
@@ -50,8 +50,12 @@ class Gate:
         )
         # Host values and raw paths repeat from request to request; both functions are
         # pure, so their results are kept (bounded; refusals are not kept).
-        self._hosts: dict[bytes, tuple[str, bytes]] = {}
-        self._paths: dict[bytes, str] = {}
+        self._hosts: BoundedCache[bytes, tuple[str, bytes]] = BoundedCache(
+            _CACHE_ENTRIES, max_key_size=_CACHE_KEY_BYTES
+        )
+        self._paths: BoundedCache[bytes, str] = BoundedCache(
+            _CACHE_ENTRIES, max_key_size=_CACHE_KEY_BYTES
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope.get("method", "GET"))
@@ -65,7 +69,7 @@ class Gate:
         self, scope: Scope, receive: Receive, send: Send, record: AccessRecord
     ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        accept = header(headers, b"accept")
+        accept = header_value(headers, b"accept")
         method = record.method
         try:
             host, authority, path = self._target(scope, headers)
@@ -127,7 +131,7 @@ class Gate:
         if target.get("target_error"):
             # A malformed absolute-form target or a fragment: refuse, never fall back to Host.
             raise BadRequest(target["target_error"], "the request target is not acceptable")
-        host_values = [value for key, value in headers if key == b"host"]
+        host_values = header_values(headers, b"host")
         if len(host_values) > 1:
             # RFC 9112 §3.2: more than one Host is a 400; which one a server reads differs.
             raise BadRequest("duplicate_host", "more than one Host header")
@@ -142,19 +146,19 @@ class Gate:
         if host is None or host not in self.settings.hosts:
             raise BadRequest("unknown_host", "this gateway does not serve that host", status=421)
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        path = self._paths.get(raw_path)
+        path = self._paths.entries.get(raw_path)
         if path is None:
             path = canonical_path(raw_path, allow_semicolons=self.settings.allow_semicolons)
-            _remember(self._paths, raw_path, path)
+            self._paths.put(raw_path, path)
         return host, authority, path
 
     def _host(self, value: bytes) -> tuple[str, bytes]:
         """``(name, authority)`` of a ``Host`` value; BadRequest (400 ``bad_host``) if malformed."""
-        known = self._hosts.get(value)
+        known = self._hosts.entries.get(value)
         if known is None:
             parsed = parse_host(value)
             known = (parsed.name, parsed.authority.encode("ascii"))
-            _remember(self._hosts, value, known)
+            self._hosts.put(value, known)
         return known
 
     async def _forward(
@@ -203,15 +207,6 @@ class Gate:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_problem(send, status, reason, detail, accept=accept, head=method == "HEAD")
-
-
-def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
-    """Keep ``value`` under ``key``: bounded in count and key size, so junk cannot grow it."""
-    if len(key) > _CACHE_KEY_BYTES:
-        return
-    if len(cache) >= _CACHE_ENTRIES:
-        cache.clear()
-    cache[key] = value
 
 
 def _add_response_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

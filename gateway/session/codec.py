@@ -25,8 +25,6 @@ existed still open, with ``session_id`` None.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
@@ -45,6 +43,7 @@ from gateway.errors import ConfigError
 from gateway.policy.facts import SessionClaims
 from gateway.session.keys import KEY_BYTES, key_id
 from gateway.session.nonces import derive_key
+from verifiers.b64url import b64url_decode, b64url_encode
 from verifiers.base import AssuranceLevel
 
 __all__ = [
@@ -70,7 +69,6 @@ _TAG_BYTES = 16
 # Browsers keep at most ~4096 bytes per cookie; anything longer is not ours.
 _MAX_COOKIE_CHARS = 4096
 _KID_RE = re.compile(r"[0-9a-f]{8}")
-_BODY_RE = re.compile(r"([A-Za-z0-9_-]+)={0,2}")
 _SESSION_ID_BYTES = 16
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
 
@@ -120,7 +118,7 @@ class _Sealer:
         kid, aead = self._sealing
         nonce = os.urandom(_NONCE_BYTES)
         blob = nonce + aead.encrypt(nonce, payload, self._aad)
-        return f"{_VERSION}.{kid}.{base64.urlsafe_b64encode(blob).rstrip(b'=').decode('ascii')}"
+        return f"{_VERSION}.{kid}.{b64url_encode(blob)}"
 
     def unseal(self, value: object) -> bytes | str:
         """The plaintext (bytes), or why there is none (a reason code, str)."""
@@ -150,17 +148,11 @@ class _Sealer:
 
 def _decode_body(body: str) -> bytes | None:
     """Strict base64url: our alphabet only, padding tolerated, one canonical spelling."""
-    match = _BODY_RE.fullmatch(body)
-    if match is None:
-        return None
-    text = match.group(1)
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        raw = b64url_decode(body, padding=True)
+    except ValueError:
         return None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
-        return None
-    return raw
+    return raw or None
 
 
 def _load_payload(payload: bytes) -> Mapping[str, Any] | None:

@@ -7,13 +7,13 @@ SHA-256 of its raw bytes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import os
 import secrets
 import stat
 from pathlib import Path
+
+from verifiers.b64url import b64url_decode, b64url_encode
 
 __all__ = [
     "KEY_BYTES",
@@ -34,7 +34,7 @@ def key_id(key: bytes) -> str:
 
 def generate_key_line() -> str:
     """A new random key, unpadded base64url (43 characters)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).rstrip(b"=").decode("ascii")
+    return b64url_encode(secrets.token_bytes(KEY_BYTES))
 
 
 def write_new_key_file(path: str | os.PathLike[str]) -> None:
@@ -65,12 +65,13 @@ def parse_key_lines(text: str) -> tuple[bytes, ...]:
         line = raw_line.split("#", 1)[0].strip()
         if not line:
             continue
+        # SPEC §4: '=' padding is tolerated (any amount, as before), spelling not compared.
         stripped = line.rstrip("=")
         try:
-            raw = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
-        except (binascii.Error, ValueError):
+            raw = b64url_decode(stripped, canonical=False)
+        except ValueError:
             raise ValueError(f"line {number}: not base64url") from None
-        if len(raw) != KEY_BYTES or not all(c.isalnum() or c in "-_" for c in stripped):
+        if len(raw) != KEY_BYTES:
             raise ValueError(
                 f"line {number}: a session key is 32 bytes of base64url "
                 f"(43 characters); run 'agegate keys generate'"

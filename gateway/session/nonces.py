@@ -12,8 +12,6 @@ token carrying it calls ``store.consume("nonce", nonce, issuer.expiry(nonce))``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import math
 import re
@@ -23,6 +21,8 @@ from hashlib import sha256
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from verifiers.b64url import b64url_decode, b64url_encode
 
 __all__ = ["MAX_FUTURE_SKEW", "NonceIssuer", "derive_key"]
 
@@ -77,7 +77,7 @@ class NonceIssuer:
         """A fresh nonce stamped with ``now`` (seconds since the epoch)."""
         body = struct.pack(">Q", max(int(now * 1000), 0)) + secrets.token_bytes(_RANDOM_BYTES)
         raw = body + self._tag(body)
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return b64url_encode(raw)
 
     def check(self, nonce: str, now: float) -> bool:
         """True when ``nonce`` is ours, not older than the lifetime and not from the future.
@@ -102,13 +102,13 @@ class NonceIssuer:
     def _authentic_issued_at(self, nonce: object) -> float | None:
         if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
             return None
+        # Canonical only (no stray low bits in the last character): one nonce
+        # must have exactly one spelling, or single use is bypassable.
         try:
-            raw = base64.urlsafe_b64decode(nonce + "==")
-        except (binascii.Error, ValueError):
+            raw = b64url_decode(nonce)
+        except ValueError:
             return None
-        # Reject non-canonical encodings (stray low bits in the last character):
-        # one nonce must have exactly one spelling, or single use is bypassable.
-        if len(raw) != _RAW_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=") != nonce.encode():
+        if len(raw) != _RAW_BYTES:
             return None
         body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         if not hmac.compare_digest(tag, self._tag(body)):

@@ -21,7 +21,7 @@ are :class:`UpstreamError`: ``upstream_unavailable`` (502) or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from gateway.errors import UpstreamError
@@ -33,7 +33,6 @@ __all__ = [
     "RequestBody",
     "UpstreamClient",
     "UpstreamResponse",
-    "header_value",
     "unavailable",
     "upstream_timeout",
 ]
@@ -98,11 +97,3 @@ class UpstreamClient(Protocol):
     ) -> UpstreamResponse:
         """Send ``method target`` with ``headers`` (``Host`` included) and ``body``."""
         ...
-
-
-def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of header ``name`` (lower-case) in ``headers``, or None."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None

@@ -31,13 +31,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.core.headers import header_value
 from gateway.errors import UpstreamError
 from gateway.upstream.base import (
     BODYLESS_METHODS,
     IDEMPOTENT_METHODS,
     BodyAborted,
     RequestBody,
-    header_value,
     unavailable,
     upstream_timeout,
 )

@@ -66,6 +66,23 @@ def test_unknown_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
     assert "upstreams" in str(info.value)
 
 
+def test_duplicate_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
+    # PyYAML's safe_load kept the last one silently: the first listen went unseen.
+    path = write(tmp_path, "listen: 127.0.0.1:8080\nupstream: http://x\nlisten: 0.0.0.0:80\n")
+    with pytest.raises(ConfigError, match="duplicate key 'listen'") as info:
+        load_settings(path, environ={})
+    assert str(path) in str(info.value)
+    assert "line 3" in str(info.value)
+
+
+def test_settings_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "agegate.yaml"
+    path.write_bytes(b"upstream: http://\xff\n")
+    with pytest.raises(ConfigError, match="UTF-8") as info:
+        load_settings(path, environ={})
+    assert str(path) in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [

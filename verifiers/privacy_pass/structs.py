@@ -12,12 +12,11 @@ accept unpadded or unquoted ones (the Cloudflare library and others do both).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 import struct
 from dataclasses import dataclass
+
+from verifiers import b64url
 
 __all__ = [
     "NK",
@@ -42,7 +41,6 @@ TOKEN_LENGTH = 2 + 32 + 32 + 32 + NK
 # Ceilings for anything we decode from a header: bigger than any valid value, small
 # enough that a hostile header costs nothing to refuse.
 MAX_ENCODED = 4096
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 _TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Unquoted values: RFC 9110 tokens, plus "/" and "=" (token68) for lenient peers.
 _VALUE_CHARS = frozenset(_TCHAR + "/=")
@@ -55,16 +53,14 @@ class StructError(ValueError):
 
 def b64url_encode(data: bytes) -> str:
     """base64url with padding, as RFC 9577 §2.1 and RFC 9578 §4 ask."""
-    return base64.urlsafe_b64encode(data).decode("ascii")
+    return b64url.b64url_encode(data, pad=True)
 
 
 def b64url_decode(text: str, *, limit: int = MAX_ENCODED) -> bytes:
     """Decode base64url with or without padding; :class:`StructError` for anything else."""
-    if len(text) > limit or not _B64URL.match(text):
-        raise StructError("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return b64url.b64url_decode(text, padding=True, canonical=False, limit=limit)
+    except ValueError:
         raise StructError("not base64url") from None
 
 

@@ -25,7 +25,6 @@ private than an age token, and docs/privacy-pass.md says so.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -46,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from verifiers import b64url
 from verifiers.privacy_pass import blindrsa
 from verifiers.privacy_pass.client import begin_issuance, finish_issuance
 from verifiers.privacy_pass.keys import IssuerPublicKey, spki_pem
@@ -151,11 +151,11 @@ def load_issuer_keys(
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url.b64url_encode(data)
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return b64url.b64url_decode(text, canonical=False)
 
 
 class _Sealer:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -21,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
+
+from verifiers.b64url import b64url_decode, b64url_encode
 
 __all__ = [
     "STANDARD_THRESHOLDS",
@@ -106,11 +107,11 @@ def parse_authorize_request(
 
 
 def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode(data)
 
 
 def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return b64url_decode(text, canonical=False)
 
 
 class RequestSealer:

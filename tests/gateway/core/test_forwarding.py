@@ -7,9 +7,11 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core.cache import BoundedCache
 from gateway.core.forwarding import (
     CREDENTIAL_SCHEMES,
     HOP_BY_HOP,
+    ForwardingCache,
     auth_scheme,
     downstream_response_headers,
     is_trusted,
@@ -241,7 +243,7 @@ def test_property_no_client_header_speaks_for_agegate_or_a_hop(headers, trusted,
 
 @given(_headers, st.booleans(), st.booleans(), st.sampled_from(["203.0.113.7", "::1", None]))
 def test_property_forwarding_cache_changes_nothing(headers, trusted, forward_ip, client_ip):
-    cache: dict = {}
+    cache: ForwardingCache = BoundedCache(1024)
     kw = {
         "client_ip": client_ip,
         "scheme": "https",
@@ -257,7 +259,7 @@ def test_property_forwarding_cache_changes_nothing(headers, trusted, forward_ip,
 
 
 def test_forwarding_cache_stays_bounded():
-    cache: dict = {}
+    cache: ForwardingCache = BoundedCache(1024)
     for n in range(3000):
         upstream_request_headers(
             [],
