@@ -20,7 +20,6 @@ used, and only to pick the key.  Messages name claims, never their values.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hmac
@@ -35,6 +34,7 @@ import aiohttp
 from cryptography.exceptions import InvalidSignature
 from jwt.algorithms import Algorithm, get_default_algorithms
 
+from verifiers.b64url import b64url_decode
 from verifiers.base import AssuranceLevel, VerificationError
 from verifiers.jwks import (
     KEY_TYPE_FOR_ALG,
@@ -103,7 +103,6 @@ IDENTITY_CLAIMS = frozenset(
 
 _AGE_OVER = re.compile(r"age_over_(\d+)")
 _AGE_OVER_NN = re.compile(r"[1-9][0-9]?")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ID = re.compile(r"[\x21-\x7e]+")
 _METHOD = re.compile(r"[\x20-\x7e]{1,64}")
 
@@ -128,12 +127,6 @@ class ParsedToken:
     signing_input: bytes
     payload: bytes
     signature: bytes
-
-
-def _b64decode(segment: str) -> bytes:
-    if not _B64URL.fullmatch(segment):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -164,7 +157,7 @@ def _json_object(data: bytes) -> dict[str, Any]:
 def _decode_header(segment: str) -> Mapping[str, Any]:
     # A provider signs every token with the same few headers; caching the
     # parsed (read-only) header saves a JSON parse per token.  Bounded.
-    return MappingProxyType(_json_object(_b64decode(segment)))
+    return MappingProxyType(_json_object(b64url_decode(segment, canonical=False)))
 
 
 def parse_compact(token: str) -> ParsedToken:
@@ -176,8 +169,8 @@ def parse_compact(token: str) -> ParsedToken:
         raise VerificationError("malformed", "not a compact JWS (three parts)")
     try:
         header = _decode_header(parts[0])
-        payload = _b64decode(parts[1])
-        signature = _b64decode(parts[2])
+        payload = b64url_decode(parts[1], canonical=False)
+        signature = b64url_decode(parts[2], canonical=False)
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as error:
         raise VerificationError("malformed", "token is not valid base64url JSON") from error
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
@@ -208,7 +201,7 @@ def unverified_claims(token: object) -> dict[str, Any] | None:
     if len(parts) != 3:
         return None
     try:
-        return _json_object(_b64decode(parts[1]))
+        return _json_object(b64url_decode(parts[1], canonical=False))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 

@@ -347,7 +347,8 @@ def test_same_origin_logout_clears_the_cookie(gateway: GatewayProcess, valid_coo
     fetch = (b"Sec-Fetch-Site", b"same-origin")
     response = get(gateway, "/.agegate/logout", [_jar(valid_cookie), fetch, HTML], method="POST")
     assert response.status == 303
-    assert response.header("location") == "/"
+    # Browsers land on a page that says they are logged out (README design notes).
+    assert response.header("location") == "/.agegate/status?logged_out=1"
 
 
 # -- token replay ----------------------------------------------------------------------
