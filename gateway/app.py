@@ -18,6 +18,8 @@ from gateway.admin import AdminApp
 from gateway.authz.endpoint import AUTHZ_PATH, AuthzApp
 from gateway.browser.flow import build_flow_app
 from gateway.core.problem import send_problem
+from gateway.decision.evaluate import Evaluator
+from gateway.decision.responses import Responder
 from gateway.observability import log_event
 from gateway.proxy.forward import Proxy
 from gateway.proxy.handler import Gate
@@ -34,8 +36,9 @@ class GatewayApp:
     def __init__(self, runtime: Runtime, proxy: Proxy) -> None:
         self.runtime = runtime
         self.proxy = proxy
-        self.gate = Gate(runtime, proxy, build_flow_app(runtime))
-        self.authz = AuthzApp(runtime)
+        evaluator, responder = _deciders(runtime)
+        self.gate = Gate(runtime, evaluator, responder, proxy, build_flow_app(runtime))
+        self.authz = AuthzApp(runtime, evaluator, responder)
         # Forward-auth answers on its own listener when one is set, else on the admin one.
         extra: dict[str, ASGIApp] = (
             {} if runtime.settings.authz_listen else {AUTHZ_PATH: self.authz}
@@ -85,3 +88,25 @@ class GatewayApp:
 def build_app(settings: Settings) -> GatewayApp:
     """Compose the gateway from settings; raises ConfigError or PolicyError."""
     return GatewayApp(Runtime.create(settings), Proxy.from_settings(settings))
+
+
+def _deciders(runtime: Runtime) -> tuple[Evaluator, Responder]:
+    """The decision layer, given what it uses of the runtime (shared by proxy and authz)."""
+    # The verifiers dict is filled by Runtime.start(); both hold that same dict.
+    evaluator = Evaluator(
+        policies=runtime.policies,
+        sessions=runtime.sessions,
+        revocation=runtime.revocation,
+        verifiers=runtime.verifiers,
+        nonces=runtime.nonces,
+        limiter=runtime.limiter,
+        replay=runtime.store,
+        metrics=runtime.metrics,
+        audience=runtime.settings.audience,
+    )
+    responder = Responder(
+        public_origin=runtime.settings.public_origin,
+        nonces=runtime.nonces,
+        verifiers=runtime.verifiers,
+    )
+    return evaluator, responder

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.core.client_address import client_address
+from gateway.core.forwarding import Network
 from gateway.errors import ConfigError, PolicyError
 from gateway.observability import Metrics, log_event, truncate_ip
 from gateway.plugins import load_verifiers
@@ -36,7 +37,13 @@ from gateway.stores import open_store
 from gateway.stores.base import RateDecision, Store
 from verifiers.base import VerificationError, Verifier, VerifierServices
 
-__all__ = ["PolicyHolder", "Runtime", "load_checked_policy", "verifier_services"]
+__all__ = [
+    "PolicyHolder",
+    "RateLimiter",
+    "Runtime",
+    "load_checked_policy",
+    "verifier_services",
+]
 
 _RELOAD_POLL_SECONDS = 1.0
 _FOLLOW_WAIT_SECONDS = 3.0
@@ -126,6 +133,38 @@ def _mtime(path: Path) -> float:
         return -1.0
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimiter:
+    """Verification attempts per client network and purpose, counted in the store."""
+
+    store: Store
+    limit: int  # attempts per minute; 0 turns rate limits off
+    trusted_proxies: Sequence[Network]
+    hmac_key: bytes
+
+    def client_bucket(self, client_ip: str | None) -> str:
+        """A rate-limit bucket for a client: an HMAC of its /24 or /48, never the address."""
+        network = truncate_ip(client_ip) or "unknown"
+        return hmac.new(self.hmac_key, network.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def check(
+        self, purpose: str, peer: str | None, headers: Sequence[tuple[bytes, bytes]]
+    ) -> RateDecision | None:
+        """Count one verification attempt of a client; None when rate limits are off.
+
+        ``limit`` attempts per minute per client network and purpose, the client
+        being the TCP ``peer`` or, behind a trusted proxy, the address it reports
+        (:func:`~gateway.core.client_address.client_address`); raises StoreUnavailable
+        when the store cannot be reached.
+        """
+        if not self.limit:
+            return None
+        client = client_address(peer, headers, self.trusted_proxies)
+        return await self.store.rate_limit(
+            f"{purpose}:{self.client_bucket(client)}", self.limit, 60.0
+        )
+
+
 @dataclass(slots=True)
 class Runtime:
     """Shared state of one gateway process: built at start-up, closed at shutdown."""
@@ -138,8 +177,9 @@ class Runtime:
     challenges: ChallengeCodec
     nonces: NonceIssuer
     store: Store
+    # Filled in start(), never replaced: the decision layer holds this same dict.
     verifiers: dict[str, Verifier]
-    client_hmac_key: bytes
+    limiter: RateLimiter
     http: aiohttp.ClientSession | None = None
     started: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -192,7 +232,12 @@ class Runtime:
             nonces=NonceIssuer(derive_key(master, "api-nonce")),
             store=store,
             verifiers={},
-            client_hmac_key=derive_key(master, "client-bucket"),
+            limiter=RateLimiter(
+                store,
+                settings.rate_limit,
+                settings.trusted_proxies,
+                derive_key(master, "client-bucket"),
+            ),
         )
 
     async def start(self) -> None:
@@ -200,8 +245,8 @@ class Runtime:
         if self.started:
             return
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        self.verifiers = load_verifiers(
-            self.settings.verifiers, verifier_services(self.settings, self.http)
+        self.verifiers.update(
+            load_verifiers(self.settings.verifiers, verifier_services(self.settings, self.http))
         )
         for verifier in self.verifiers.values():
             # Keys fetched now, so the first visitor does not wait on the provider; a
@@ -244,25 +289,14 @@ class Runtime:
         self.started = False
 
     def client_bucket(self, client_ip: str | None) -> str:
-        """A rate-limit bucket for a client: an HMAC of its /24 or /48, never the address."""
-        network = truncate_ip(client_ip) or "unknown"
-        return hmac.new(self.client_hmac_key, network.encode(), hashlib.sha256).hexdigest()[:32]
+        """A rate-limit bucket for a client (see :meth:`RateLimiter.client_bucket`)."""
+        return self.limiter.client_bucket(client_ip)
 
     async def rate_limit(
         self, purpose: str, peer: str | None, headers: Sequence[tuple[bytes, bytes]]
     ) -> RateDecision | None:
-        """Count one verification attempt of a client; None when rate limits are off.
-
-        ``rate_limit`` attempts per minute per client network and purpose, the client
-        being the TCP ``peer`` or, behind a trusted proxy, the address it reports
-        (:func:`~gateway.core.client_address.client_address`); raises StoreUnavailable
-        when the store cannot be reached.
-        """
-        limit = self.settings.rate_limit
-        if not limit:
-            return None
-        client = client_address(peer, headers, self.settings.trusted_proxies)
-        return await self.store.rate_limit(f"{purpose}:{self.client_bucket(client)}", limit, 60.0)
+        """Count one verification attempt of a client (see :meth:`RateLimiter.check`)."""
+        return await self.limiter.check(purpose, peer, headers)
 
     async def _watch_policy(self) -> None:
         while True:

@@ -161,11 +161,13 @@ def _check_forwarded_uri(uri: bytes) -> None:
 class AuthzApp:
     """Raw-ASGI forward-auth endpoint; mount at ``/.agegate/authz`` (and below, for Envoy)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, evaluator: Evaluator, responder: Responder) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.evaluator = Evaluator(runtime)
-        self.responder = Responder(runtime)
+        self.evaluator = evaluator
+        self.responder = responder
+        self._jurisdiction_header = self.settings.jurisdiction_header
+        self._trusted_proxies = self.settings.trusted_proxies
         self.access = AccessLog(
             runtime.metrics, log_client_ip=self.settings.log_client_ip == "truncated"
         )
@@ -248,7 +250,7 @@ class AuthzApp:
             original.method,
             original.host,
             path,
-            jurisdiction_of(self.runtime, peer, headers),
+            jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers),
         )
         evaluation = await self.evaluator.evaluate(facts, headers, peer)
         record.verifier = evaluation.verifier

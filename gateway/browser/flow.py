@@ -322,9 +322,11 @@ class _Flow:
             return self._refused(request, "malformed", "the verifier sent no age token", retry)
         try:
             assertion = await verify_presentation(
-                self.runtime,
                 [verifier],
                 Presentation(token, "callback"),
+                audience=self.settings.audience,
+                replay=self.runtime.store,
+                metrics=self.runtime.metrics,
                 expected_nonce=challenge.nonce,
                 now=now,
             )

@@ -11,21 +11,24 @@ session.  The result says what to do; :mod:`gateway.decision.responses` says it 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.core.cache import BoundedCache
 from gateway.core.cookies import get_cookie, set_cookie
-from gateway.core.forwarding import is_trusted
+from gateway.core.forwarding import Network, is_trusted
 from gateway.core.headers import header_value
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
 from gateway.errors import StoreUnavailable
+from gateway.observability import Metrics
 from gateway.policy import Action, Decision, Outcome, decide
 from gateway.policy.decide import NO_MATCH, decide_for_rule
 from gateway.policy.facts import RequestFacts
-from gateway.runtime import Runtime
-from gateway.session.codec import SESSION_COOKIE
-from verifiers.base import Presentation, VerificationError, Verifier
+from gateway.runtime import PolicyHolder, RateLimiter
+from gateway.session.codec import SESSION_COOKIE, SessionCodec
+from gateway.session.nonces import NonceIssuer
+from gateway.session.revocation import SessionRevocation
+from verifiers.base import Presentation, ReplayGuard, VerificationError, Verifier
 
 __all__ = [
     "AGE_TOKEN_SCHEME",
@@ -71,8 +74,29 @@ _STORE_DOWN = Refusal(
 class Evaluator:
     """Decides requests against the policy in force, answering API credentials inline."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        *,
+        policies: PolicyHolder,
+        sessions: SessionCodec,
+        revocation: SessionRevocation,
+        verifiers: Mapping[str, Verifier],
+        nonces: NonceIssuer,
+        limiter: RateLimiter,
+        replay: ReplayGuard,
+        metrics: Metrics,
+        audience: str,
+    ) -> None:
+        """``verifiers`` may be filled after construction (the runtime loads them at start-up)."""
+        self.policies = policies
+        self.sessions = sessions
+        self.revocation = revocation
+        self.verifiers = verifiers
+        self.nonces = nonces
+        self.limiter = limiter
+        self.replay = replay
+        self.metrics = metrics
+        self.audience = audience
         # Decisions of allow rules depend on nothing but the rule: made once per
         # rule of the policy in force (cleared when a reload replaces the policy).
         self._allow_policy: object = None
@@ -85,9 +109,8 @@ class Evaluator:
         peer: str | None,
         now: float | None = None,
     ) -> Evaluation:
-        runtime = self.runtime
         now = time.time() if now is None else now
-        policy = runtime.policies.policy
+        policy = self.policies.policy
         rule = policy.match(facts.method, facts.host, facts.path)
         if rule is None:
             return Evaluation(NO_MATCH)
@@ -105,9 +128,9 @@ class Evaluator:
         unchecked = False  # revocation unknown: local set overflowed and the store is down
         if rule.min_age is not None:  # public and deny rules never open the cookie
             try:
-                session = await runtime.revocation.open(get_cookie(headers, SESSION_COOKIE), now)
+                session = await self.revocation.open(get_cookie(headers, SESSION_COOKIE), now)
             except StoreUnavailable:
-                runtime.metrics.store_errors.inc()
+                self.metrics.store_errors.inc()
                 unchecked = True
         decision = decide_for_rule(rule, facts.jurisdiction, session, now)
         if decision.outcome is not Outcome.CHALLENGE or not decision.enforced:
@@ -133,7 +156,7 @@ class Evaluator:
             return []
         found = []
         for name in requirement.verifiers:
-            verifier = self.runtime.verifiers.get(name)
+            verifier = self.verifiers.get(name)
             if verifier is None or verifier.auth_scheme is None:
                 continue
             if verifier.auth_scheme.lower() == scheme:
@@ -151,9 +174,8 @@ class Evaluator:
         peer: str | None,
         now: float,
     ) -> Evaluation:
-        runtime = self.runtime
         try:
-            limited = await runtime.rate_limit("api", peer, headers)
+            limited = await self.limiter.check("api", peer, headers)
             if limited is not None and not limited.allowed:
                 return Evaluation(
                     decision,
@@ -168,9 +190,11 @@ class Evaluator:
             if scheme == AGE_TOKEN_SCHEME:
                 expected_nonce = self._our_nonce(credential, now)
             assertion = await verify_presentation(
-                runtime,
                 verifiers,
                 Presentation(credential, "authorization"),
+                audience=self.audience,
+                replay=self.replay,
+                metrics=self.metrics,
                 expected_nonce=expected_nonce,
                 now=now,
             )
@@ -178,10 +202,10 @@ class Evaluator:
             return Evaluation(decision, Refusal(401, exc.reason, "the age proof was refused"))
         except StoreUnavailable:
             return Evaluation(decision, _STORE_DOWN)
-        verifier = runtime.verifiers.get(assertion.verifier)
+        verifier = self.verifiers.get(assertion.verifier)
         claims, max_age = session_claims(assertion, verifier, decision.requirement, now=now)
-        cookie = set_cookie(SESSION_COOKIE, runtime.sessions.seal(claims), max_age=max_age)
-        new_decision = decide(facts, claims, runtime.policies.policy, now)
+        cookie = set_cookie(SESSION_COOKIE, self.sessions.seal(claims), max_age=max_age)
+        new_decision = decide(facts, claims, self.policies.policy, now)
         return Evaluation(new_decision, None, [cookie], assertion.verifier)
 
     def _our_nonce(self, token: str, now: float) -> str:
@@ -189,7 +213,7 @@ class Evaluator:
         nonce = peek_claim(token, "nonce")
         if not isinstance(nonce, str):
             raise VerificationError("missing_nonce")
-        if not self.runtime.nonces.check(nonce, now):
+        if not self.nonces.check(nonce, now):
             raise VerificationError(
                 "wrong_nonce", "the nonce was not issued by this gateway or is too old"
             )
@@ -197,11 +221,13 @@ class Evaluator:
 
 
 def jurisdiction_of(
-    runtime: Runtime, peer: str | None, headers: Sequence[tuple[bytes, bytes]]
+    name: str | None,
+    trusted_proxies: Sequence[Network],
+    peer: str | None,
+    headers: Sequence[tuple[bytes, bytes]],
 ) -> str | None:
-    """The jurisdiction code from ``jurisdiction_header``, only from a trusted proxy."""
-    name = runtime.settings.jurisdiction_header
-    if name is None or not is_trusted(peer, runtime.settings.trusted_proxies):
+    """The jurisdiction code in header ``name``, only from a trusted proxy."""
+    if name is None or not is_trusted(peer, trusted_proxies):
         return None
     value = header_value(headers, name.encode())
     if value is None or not value.replace(b"-", b"").isalnum() or len(value) > 8:

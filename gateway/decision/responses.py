@@ -11,14 +11,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from gateway.core.pages import refusal_page
 from gateway.core.problem import send_problem, send_response, wants_html
 from gateway.decision.evaluate import Refusal
 from gateway.policy import Decision, Requirement
-from gateway.runtime import Runtime
+from gateway.session.nonces import NonceIssuer
 from gateway.types import Send
+from verifiers.base import Verifier
 
 __all__ = ["AGEGATE_PREFIX", "Responder", "is_navigation"]
 
@@ -31,11 +33,18 @@ def is_navigation(method: str, accept: bytes | None) -> bool:
 
 
 class Responder:
-    """Builds challenge, deny and refusal responses for one runtime."""
+    """Builds challenge, deny and refusal responses.
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+    ``public_origin`` is the realm and the base of ``verify_url``; ``verifiers`` may be
+    filled after construction (the runtime loads them at start-up).
+    """
+
+    def __init__(
+        self, *, public_origin: str, nonces: NonceIssuer, verifiers: Mapping[str, Verifier]
+    ) -> None:
+        self.public_origin = public_origin
+        self.nonces = nonces
+        self.verifiers = verifiers
 
     def verify_location(self, path: str, query: bytes) -> str:
         """Where a browser goes to prove its age, returning to ``path?query`` afterwards."""
@@ -47,15 +56,13 @@ class Responder:
     ) -> list[tuple[bytes, bytes]]:
         """One ``WWW-Authenticate`` header per scheme the route accepts."""
         min_age = requirement.min_age if requirement else 18
-        nonce = self.runtime.nonces.issue(time.time())
-        age_token = (
-            f'AgeToken realm="{self.settings.public_origin}", nonce="{nonce}", min_age="{min_age}"'
-        )
+        nonce = self.nonces.issue(time.time())
+        age_token = f'AgeToken realm="{self.public_origin}", nonce="{nonce}", min_age="{min_age}"'
         if error:
             age_token += f', error="{error}"'
         values = [age_token]
         for name in requirement.verifiers if requirement else ():
-            verifier = self.runtime.verifiers.get(name)
+            verifier = self.verifiers.get(name)
             if verifier is not None:
                 # A plug-in offers several challenges (one per key, say), or none.
                 values.extend(verifier.api_challenge(min_age))
@@ -92,7 +99,7 @@ class Responder:
             headers=self.www_authenticate(requirement),
             min_age=min_age,
             assurance=requirement.assurance.label if requirement else None,
-            verify_url=self.settings.public_origin + self.verify_location(path, query),
+            verify_url=self.public_origin + self.verify_location(path, query),
         )
         return 401
 

@@ -13,12 +13,18 @@ import logging
 from collections.abc import Sequence
 
 from gateway.errors import AgegateError, StoreUnavailable
-from gateway.observability import log_event
+from gateway.observability import Metrics, log_event
 from gateway.policy import Requirement
 from gateway.policy.facts import SessionClaims
-from gateway.runtime import Runtime
 from gateway.session.codec import new_session_id
-from verifiers.base import AgeAssertion, Presentation, VerificationError, Verifier, VerifyContext
+from verifiers.base import (
+    AgeAssertion,
+    Presentation,
+    ReplayGuard,
+    VerificationError,
+    Verifier,
+    VerifyContext,
+)
 from verifiers.token_profile import unverified_claims
 
 __all__ = ["peek_claim", "session_claims", "verify_presentation"]
@@ -41,32 +47,31 @@ def peek_claim(jws: str, claim: str) -> object:
 
 
 async def verify_presentation(
-    runtime: Runtime,
     verifiers: Sequence[Verifier],
     presentation: Presentation,
     *,
+    audience: str,
+    replay: ReplayGuard,
+    metrics: Metrics,
     expected_nonce: str | None,
     now: float,
 ) -> AgeAssertion:
     """Verify with the first of ``verifiers`` that owns the presentation.
+
+    ``replay`` is the store's single-use records; outcomes are counted in ``metrics``.
 
     Raises :class:`VerificationError` (the most specific refusal) or
     :class:`StoreUnavailable` when the replay store cannot be reached.
     """
     if not verifiers:
         raise VerificationError("no_verifier", "no verifier on this route accepts this token")
-    ctx = VerifyContext(
-        audience=runtime.settings.audience,
-        expected_nonce=expected_nonce,
-        now=now,
-        replay=runtime.store,
-    )
+    ctx = VerifyContext(audience=audience, expected_nonce=expected_nonce, now=now, replay=replay)
     refusal: VerificationError | None = None
     for verifier in verifiers:
         try:
             assertion = await verifier.verify(presentation, ctx)
         except VerificationError as exc:
-            runtime.metrics.verifications.labels(verifier.name, exc.reason).inc()
+            metrics.verifications.labels(verifier.name, exc.reason).inc()
             if refusal is None or refusal.reason in _NOT_MINE:
                 refusal = exc
             if exc.reason in _NOT_MINE:
@@ -80,14 +85,14 @@ async def verify_presentation(
             )
             raise
         except StoreUnavailable:
-            runtime.metrics.store_errors.inc()
+            metrics.store_errors.inc()
             raise
         except AgegateError as exc:
             if exc.reason == "store_unavailable":
-                runtime.metrics.store_errors.inc()
+                metrics.store_errors.inc()
                 raise StoreUnavailable() from None
             raise
-        runtime.metrics.verifications.labels(verifier.name, "ok").inc()
+        metrics.verifications.labels(verifier.name, "ok").inc()
         log_event("verification_ok", verifier=verifier.name, kind=verifier.kind)
         return assertion
     if refusal is None:  # pragma: no cover - the loop ran at least once

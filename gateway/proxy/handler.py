@@ -38,13 +38,22 @@ _CACHE_KEY_BYTES = 512
 class Gate:
     """The public listener's request handler (the app handles the lifespan)."""
 
-    def __init__(self, runtime: Runtime, proxy: Proxy, flow: ASGIApp) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        evaluator: Evaluator,
+        responder: Responder,
+        proxy: Proxy,
+        flow: ASGIApp,
+    ) -> None:
         self.runtime = runtime
         self.proxy = proxy
         self.flow = flow
         self.settings = runtime.settings
-        self.evaluator = Evaluator(runtime)
-        self.responder = Responder(runtime)
+        self.evaluator = evaluator
+        self.responder = responder
+        self._jurisdiction_header = self.settings.jurisdiction_header
+        self._trusted_proxies = self.settings.trusted_proxies
         self.access = AccessLog(
             runtime.metrics, log_client_ip=self.settings.log_client_ip == "truncated"
         )
@@ -85,7 +94,12 @@ class Gate:
             return
         client = scope.get("client")
         peer = client[0] if client else None
-        facts = RequestFacts(method, host, path, jurisdiction_of(self.runtime, peer, headers))
+        facts = RequestFacts(
+            method,
+            host,
+            path,
+            jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers),
+        )
         evaluation = await self.evaluator.evaluate(facts, headers, peer)
         record.verifier = evaluation.verifier
         decision = evaluation.decision
