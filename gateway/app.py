@@ -37,8 +37,9 @@ class GatewayApp:
         self.runtime = runtime
         self.proxy = proxy
         evaluator, responder = _deciders(runtime)
-        self.gate = Gate(runtime, evaluator, responder, proxy, build_flow_app(runtime))
-        self.authz = AuthzApp(runtime, evaluator, responder)
+        settings, metrics = runtime.settings, runtime.metrics
+        self.gate = Gate(settings, metrics, evaluator, responder, proxy, build_flow_app(runtime))
+        self.authz = AuthzApp(settings, metrics, evaluator, responder, lambda: runtime.started)
         # Forward-auth answers on its own listener when one is set, else on the admin one.
         extra: dict[str, ASGIApp] = (
             {} if runtime.settings.authz_listen else {AUTHZ_PATH: self.authz}

@@ -42,7 +42,7 @@ its reason in ``X-Agegate-Reason``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.core.cookies import strip_cookies
@@ -56,11 +56,11 @@ from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.http.server import MAX_TARGET_BYTES
-from gateway.observability import log_event, truncate_ip
+from gateway.observability import Metrics, log_event, truncate_ip
 from gateway.policy import Outcome
 from gateway.policy.facts import RequestFacts
-from gateway.runtime import Runtime
 from gateway.session.codec import CHALLENGE_COOKIE, SESSION_COOKIE
+from gateway.settings import Settings
 from gateway.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -161,16 +161,22 @@ def _check_forwarded_uri(uri: bytes) -> None:
 class AuthzApp:
     """Raw-ASGI forward-auth endpoint; mount at ``/.agegate/authz`` (and below, for Envoy)."""
 
-    def __init__(self, runtime: Runtime, evaluator: Evaluator, responder: Responder) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        evaluator: Evaluator,
+        responder: Responder,
+        started: Callable[[], bool],
+    ) -> None:
+        """``started`` says whether the runtime is up (verifiers loaded): else 503."""
+        self.settings = settings
+        self.started = started
         self.evaluator = evaluator
         self.responder = responder
         self._jurisdiction_header = self.settings.jurisdiction_header
         self._trusted_proxies = self.settings.trusted_proxies
-        self.access = AccessLog(
-            runtime.metrics, log_client_ip=self.settings.log_client_ip == "truncated"
-        )
+        self.access = AccessLog(metrics, log_client_ip=self.settings.log_client_ip == "truncated")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -193,7 +199,7 @@ class AuthzApp:
     ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         accept = header_value(headers, b"accept")
-        if not self.runtime.started:
+        if not self.started():
             record.set(status=503, decision="reject", reason="starting")
             await send_problem(
                 send, 503, "starting", "the gateway is starting", headers=[(b"retry-after", b"1")]

@@ -23,10 +23,11 @@ from gateway.decision.access import AccessLog, AccessRecord, recording_status
 from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
+from gateway.observability import Metrics
 from gateway.policy import Outcome, Requirement
 from gateway.policy.facts import RequestFacts
 from gateway.proxy.forward import Proxy
-from gateway.runtime import Runtime
+from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AGEGATE_PREFIX", "Gate", "jurisdiction_of"]
@@ -40,23 +41,21 @@ class Gate:
 
     def __init__(
         self,
-        runtime: Runtime,
+        settings: Settings,
+        metrics: Metrics,
         evaluator: Evaluator,
         responder: Responder,
         proxy: Proxy,
         flow: ASGIApp,
     ) -> None:
-        self.runtime = runtime
         self.proxy = proxy
         self.flow = flow
-        self.settings = runtime.settings
+        self.settings = settings
         self.evaluator = evaluator
         self.responder = responder
         self._jurisdiction_header = self.settings.jurisdiction_header
         self._trusted_proxies = self.settings.trusted_proxies
-        self.access = AccessLog(
-            runtime.metrics, log_client_ip=self.settings.log_client_ip == "truncated"
-        )
+        self.access = AccessLog(metrics, log_client_ip=self.settings.log_client_ip == "truncated")
         # Host values and raw paths repeat from request to request; both functions are
         # pure, so their results are kept (bounded; refusals are not kept).
         self._hosts: BoundedCache[bytes, tuple[str, bytes]] = BoundedCache(
