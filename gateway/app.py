@@ -16,7 +16,7 @@ import logging
 
 from gateway.admin import AdminApp
 from gateway.authz.endpoint import AUTHZ_PATH, AuthzApp
-from gateway.browser.flow import build_flow_app
+from gateway.browser.flow import FlowPages, build_flow_app
 from gateway.core.problem import send_problem
 from gateway.decision.evaluate import Evaluator
 from gateway.decision.responses import Responder
@@ -38,7 +38,7 @@ class GatewayApp:
         self.proxy = proxy
         evaluator, responder = _deciders(runtime)
         settings, metrics = runtime.settings, runtime.metrics
-        self.gate = Gate(settings, metrics, evaluator, responder, proxy, build_flow_app(runtime))
+        self.gate = Gate(settings, metrics, evaluator, responder, proxy, _flow(runtime))
         self.authz = AuthzApp(settings, metrics, evaluator, responder, lambda: runtime.started)
         # Forward-auth answers on its own listener when one is set, else on the admin one.
         extra: dict[str, ASGIApp] = (
@@ -111,3 +111,20 @@ def _deciders(runtime: Runtime) -> tuple[Evaluator, Responder]:
         verifiers=runtime.verifiers,
     )
     return evaluator, responder
+
+
+def _flow(runtime: Runtime) -> ASGIApp:
+    """The ``/.agegate/`` pages, given what they use of the runtime."""
+    return build_flow_app(
+        FlowPages(
+            settings=runtime.settings,
+            policies=runtime.policies,
+            sessions=runtime.sessions,
+            revocation=runtime.revocation,
+            challenges=runtime.challenges,
+            verifiers=runtime.verifiers,
+            limiter=runtime.limiter,
+            replay=runtime.store,
+            metrics=runtime.metrics,
+        )
+    )

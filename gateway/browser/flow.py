@@ -14,7 +14,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -45,14 +46,29 @@ from gateway.core.problem import problem_body, response_headers, wants_html
 from gateway.decision.responses import AGEGATE_PREFIX
 from gateway.decision.verification import session_claims, verify_presentation
 from gateway.errors import BadRequest, StoreUnavailable
-from gateway.observability import log_event
+from gateway.observability import Metrics, log_event
 from gateway.policy import Decision, Outcome, decide
 from gateway.policy.facts import RequestFacts, SessionClaims
-from gateway.runtime import Runtime
-from gateway.session.codec import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeState, safe_return_path
-from verifiers.base import ChallengeContext, Presentation, VerificationError
+from gateway.runtime import PolicyHolder, RateLimiter
+from gateway.session.codec import (
+    CHALLENGE_COOKIE,
+    SESSION_COOKIE,
+    ChallengeCodec,
+    ChallengeState,
+    SessionCodec,
+    safe_return_path,
+)
+from gateway.session.revocation import SessionRevocation
+from gateway.settings import Settings
+from verifiers.base import (
+    ChallengeContext,
+    Presentation,
+    ReplayGuard,
+    VerificationError,
+    Verifier,
+)
 
-__all__ = ["build_flow_app"]
+__all__ = ["FlowPages", "build_flow_app"]
 
 CHALLENGE_TTL = 600
 # Provider error codes we repeat to the visitor; anything else is shown as "provider_error".
@@ -68,9 +84,8 @@ _LOGGED_OUT = f"{AGEGATE_PREFIX}/status?logged_out=1"
 _BODY_READ = "agegate.body_read"
 
 
-def build_flow_app(runtime: Runtime) -> Starlette:
+def build_flow_app(flow: FlowPages) -> Starlette:
     """The Starlette app for ``/.agegate/*`` (paths arrive already canonical)."""
-    flow = _Flow(runtime)
     routes = [
         Route(f"{AGEGATE_PREFIX}/verify", flow.verify, methods=["GET", "HEAD"]),
         Route(f"{AGEGATE_PREFIX}/callback/{{verifier}}", flow.callback, methods=["GET", "POST"]),
@@ -116,17 +131,29 @@ def _problem(
     return _response(status, body, "application/problem+json", headers, cookies)
 
 
-class _Flow:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+@dataclass(slots=True)
+class FlowPages:
+    """The ``/.agegate/`` endpoints and what they use.
+
+    ``verifiers`` may be filled after construction (the runtime loads them at start-up).
+    """
+
+    settings: Settings
+    policies: PolicyHolder
+    sessions: SessionCodec
+    revocation: SessionRevocation
+    challenges: ChallengeCodec
+    verifiers: Mapping[str, Verifier]
+    limiter: RateLimiter
+    replay: ReplayGuard
+    metrics: Metrics
 
     # -- helpers ---------------------------------------------------------------
 
     async def _session(self, request: Request, now: float) -> SessionClaims | None:
         """The session unless revoked; StoreUnavailable only past the revoked-set bound."""
         cookie = get_cookie(request.scope["headers"], SESSION_COOKIE)
-        return await self.runtime.revocation.open(cookie, now)
+        return await self.revocation.open(cookie, now)
 
     def _decide_for(
         self, request: Request, return_path: str, session: SessionClaims | None, now: float
@@ -142,12 +169,12 @@ class _Flow:
         except BadRequest:
             host = ""
         facts = RequestFacts("GET", host, path, None)
-        return decide(facts, session, self.runtime.policies.policy, now)
+        return decide(facts, session, self.policies.policy, now)
 
     async def _rate_limited(self, request: Request, bucket: str) -> Response | None:
         peer = request.client.host if request.client else None
         try:
-            result = await self.runtime.rate_limit(bucket, peer, request.scope["headers"])
+            result = await self.limiter.check(bucket, peer, request.scope["headers"])
         except StoreUnavailable:
             return self._store_down(request)
         if result is None or result.allowed:
@@ -162,7 +189,7 @@ class _Flow:
         )
 
     def _store_down(self, request: Request) -> Response:
-        self.runtime.metrics.store_errors.inc()
+        self.metrics.store_errors.inc()
         return _problem(
             request,
             503,
@@ -209,12 +236,12 @@ class _Flow:
         buttons = self._buttons(state)
         cookie = set_cookie(
             CHALLENGE_COOKIE,
-            self.runtime.challenges.seal(state),
+            self.challenges.seal(state),
             max_age=CHALLENGE_TTL,
             same_site="None",
         )
         # A cookie sent but not accepted may just have run out: say so, not "who are you?".
-        expired = session is None and self.runtime.sessions.expired(
+        expired = session is None and self.sessions.expired(
             get_cookie(request.scope["headers"], SESSION_COOKIE), now
         )
         page = challenge_page(requirement.min_age, buttons, return_path, expired=expired)
@@ -224,7 +251,7 @@ class _Flow:
         origin = self.settings.public_origin
         buttons = []
         for name in state.verifiers:
-            verifier = self.runtime.verifiers.get(name)
+            verifier = self.verifiers.get(name)
             if verifier is None:
                 continue
             ctx = ChallengeContext(
@@ -253,7 +280,7 @@ class _Flow:
         """Everything that needs no body first: no byte of it is read for a refusal."""
         now = time.time()
         name = request.path_params["verifier"]
-        verifier = self.runtime.verifiers.get(name)
+        verifier = self.verifiers.get(name)
         if verifier is None:
             return _problem(request, 404, "unknown_verifier", "no such verifier")
         wants_query = verifier.response_mode == "query"
@@ -270,7 +297,7 @@ class _Flow:
             except FormRefused as exc:
                 return self._form_refused(request, exc)
         verify_url = f"{AGEGATE_PREFIX}/verify"
-        challenge = self.runtime.challenges.open(
+        challenge = self.challenges.open(
             get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now
         )
         if challenge is None:
@@ -325,8 +352,8 @@ class _Flow:
                 [verifier],
                 Presentation(token, "callback"),
                 audience=self.settings.audience,
-                replay=self.runtime.store,
-                metrics=self.runtime.metrics,
+                replay=self.replay,
+                metrics=self.metrics,
                 expected_nonce=challenge.nonce,
                 now=now,
             )
@@ -345,7 +372,7 @@ class _Flow:
             return self._refused(
                 request, result.reason, "the proof does not meet what this page requires", retry
             )
-        cookie = set_cookie(SESSION_COOKIE, self.runtime.sessions.seal(claims), max_age=max_age)
+        cookie = set_cookie(SESSION_COOKIE, self.sessions.seal(claims), max_age=max_age)
         log_event("session_started", verifier=name, rule=result.rule)
         return _response(
             303, headers=[("location", challenge.return_path)], cookies=[cookie, clear]
@@ -417,7 +444,7 @@ class _Flow:
             )
         cookie = clear_cookie(SESSION_COOKIE)
         # Revoked before the cookie is cleared, so every copy of it dies with this one.
-        revoked = await self.runtime.revocation.revoke(
+        revoked = await self.revocation.revoke(
             get_cookie(request.scope["headers"], SESSION_COOKIE), time.time()
         )
         if revoked == "recorded":
@@ -426,7 +453,7 @@ class _Flow:
             # Refused by this process already and recorded when Redis is back, so the
             # logout is answered as done: a 503 would invite a retry that, without the
             # cookie we are clearing, could revoke nothing more.
-            self.runtime.metrics.store_errors.inc()
+            self.metrics.store_errors.inc()
             log_event("session_revocation_pending", level=logging.WARNING)
         if wants_html(request.headers.get("accept", "").encode("latin-1")):
             # Still a 303 (SPEC §6), to a page that confirms the logout; API clients: 204.
