@@ -7,13 +7,16 @@ ordinary site paths, decided by the policy and proxied.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.core.problem import send_problem, send_response
 from gateway.errors import StoreUnavailable
-from gateway.runtime import Runtime
+from gateway.observability import Metrics
+from gateway.runtime import PolicyHolder
+from gateway.stores.base import Store
 from gateway.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["AdminApp"]
@@ -26,8 +29,20 @@ class AdminApp:
     appends the original path to ``/.agegate/authz``).
     """
 
-    def __init__(self, runtime: Runtime, extra: dict[str, ASGIApp] | None = None) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        policies: PolicyHolder,
+        store: Store,
+        started: Callable[[], bool],
+        extra: dict[str, ASGIApp] | None = None,
+    ) -> None:
+        """``started`` says whether the runtime is up (verifiers loaded)."""
+        self.metrics = metrics
+        self.policies = policies
+        self.store = store
+        self.started = started
         self.extra = extra or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -46,7 +61,7 @@ class AdminApp:
         elif path == "/readyz":
             await self._ready(send)
         elif path == "/metrics":
-            data = generate_latest(self.runtime.metrics.registry)
+            data = generate_latest(self.metrics.registry)
             await send_response(send, 200, data, CONTENT_TYPE_LATEST.encode())
         elif path == "/policy":
             await self._json(send, 200, self._policy_summary())
@@ -54,11 +69,12 @@ class AdminApp:
             await send_problem(send, 404, "not_found", "no such admin endpoint")
 
     async def _ready(self, send: Send) -> None:
-        checks: dict[str, object] = {"policy": True, "started": self.runtime.started}
-        ok = self.runtime.started
-        if self.runtime.store.shared:
+        started = self.started()
+        checks: dict[str, object] = {"policy": True, "started": started}
+        ok = started
+        if self.store.shared:
             try:
-                store_ok = await self.runtime.store.ping()
+                store_ok = await self.store.ping()
             except StoreUnavailable:
                 store_ok = False
             checks["store"] = store_ok
@@ -66,7 +82,7 @@ class AdminApp:
         await self._json(send, 200 if ok else 503, {"ready": ok, "checks": checks})
 
     def _policy_summary(self) -> dict[str, object]:
-        holder = self.runtime.policies
+        holder = self.policies
         policy = holder.policy
         return {
             "source": str(holder.path),

@@ -44,7 +44,13 @@ class GatewayApp:
         extra: dict[str, ASGIApp] = (
             {} if runtime.settings.authz_listen else {AUTHZ_PATH: self.authz}
         )
-        self.admin = AdminApp(runtime, extra)
+        self.admin = AdminApp(
+            metrics=metrics,
+            policies=runtime.policies,
+            store=runtime.store,
+            started=lambda: runtime.started,
+            extra=extra,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
