@@ -3,7 +3,10 @@
 :class:`Runtime` is created by :func:`gateway.app.build_app`; its
 :meth:`~Runtime.start` and :meth:`~Runtime.close` run in the ASGI lifespan.
 :class:`PolicyHolder` keeps the policy in force and swaps in a new one only
-when it loads and its embedded tests pass (hot reload on change or SIGHUP).
+when it loads and its embedded tests pass (hot reload on change or SIGHUP);
+:class:`RateLimiter` counts verification attempts per client network.  The
+listeners never see the Runtime: ``app.py`` hands each part only what it uses,
+so each can be built and tested alone.
 """
 
 from __future__ import annotations
@@ -287,16 +290,6 @@ class Runtime:
         if self.http is not None:
             await self.http.close()
         self.started = False
-
-    def client_bucket(self, client_ip: str | None) -> str:
-        """A rate-limit bucket for a client (see :meth:`RateLimiter.client_bucket`)."""
-        return self.limiter.client_bucket(client_ip)
-
-    async def rate_limit(
-        self, purpose: str, peer: str | None, headers: Sequence[tuple[bytes, bytes]]
-    ) -> RateDecision | None:
-        """Count one verification attempt of a client (see :meth:`RateLimiter.check`)."""
-        return await self.limiter.check(purpose, peer, headers)
 
     async def _watch_policy(self) -> None:
         while True:

@@ -14,7 +14,7 @@ not set it passes the client's own through.
 
 From an untrusted peer nothing is read: the peer is the client.  The address
 picked is only ever used truncated to its /24 or /48 and then HMAC'd
-(:meth:`gateway.runtime.Runtime.client_bucket`); it is never logged in full.
+(:meth:`gateway.runtime.RateLimiter.client_bucket`); it is never logged in full.
 """
 
 from __future__ import annotations
