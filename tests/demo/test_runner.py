@@ -3,6 +3,7 @@ demo (shop, reference verifier, gateway) serves the browser flow and stops clean
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -193,8 +194,46 @@ class Demo:
     def stop(self, sig: int = signal.SIGINT) -> tuple[int, str]:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        output, _ = self.process.communicate(timeout=30)
+        # The runner gives each of its three processes up to 10 s to stop; on a
+        # loaded machine that can take a while, so the wait is generous.
+        output, _ = self.process.communicate(timeout=60)
         return self.process.returncode, output
+
+    def kill_all(self) -> None:
+        """Kill the runner and every process it started, so no pipe is left held open.
+
+        The runner starts its processes in sessions of their own (so Ctrl-C reaches
+        only the runner); killing the runner alone would leave them holding its
+        stdout, and reading that to its end would wait for ever.
+        """
+        children = _children(self.process.pid)
+        self.process.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process.wait(timeout=10)
+
+
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+        fields = stat_line.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture(params=["example-policy", "test-policy"])
@@ -207,8 +246,7 @@ def demo(request: pytest.FixtureRequest, policy: Path, tmp_path: Path) -> Iterat
         yield running
     finally:
         if running.process.poll() is None:
-            running.process.kill()
-            running.process.communicate()
+            running.kill_all()
 
 
 def _hidden(page: str, name: str) -> str:
