@@ -242,7 +242,10 @@ def demo(request: pytest.FixtureRequest, policy: Path, tmp_path: Path) -> Iterat
     (tmp_path / "tmp").mkdir()
     running = Demo(None if request.param == "example-policy" else policy, tmp_path / "tmp")
     try:
-        wait_for_port(running.ports.gateway, timeout=30)
+        # All three, not only the gateway: they start side by side, and a test that
+        # reached the verifier before it listened failed (and once, in teardown, hung).
+        for port in (running.ports.shop, running.ports.verifier, running.ports.gateway):
+            wait_for_port(port, timeout=30)
         yield running
     finally:
         if running.process.poll() is None:
