@@ -280,17 +280,9 @@ class AuthzApp:
             await send_response(send, 200, b"", b"text/plain", answer)
             return
         out = _nginx_send(send, decision.reason) if nginx_style else send
-        if outcome is Outcome.CHALLENGE:
-            record.status = await self.responder.challenge(
-                out,
-                decision,
-                method=method,
-                accept=accept,
-                path=path,
-                query=original.query,
-            )
-        else:
-            record.status = await self.responder.deny(out, decision, method=method, accept=accept)
+        record.status = await self.responder.answer(
+            out, decision, method=method, accept=accept, path=path, query=original.query
+        )
 
 
 def _allow_headers(path: str, evaluation: Evaluation) -> list[tuple[bytes, bytes]]:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from gateway.core.pages import refusal_page
 from gateway.core.problem import send_problem, send_response, wants_html
 from gateway.decision.evaluate import Refusal
-from gateway.policy import Decision, Requirement
+from gateway.policy import Decision, Outcome, Requirement
 from gateway.session.nonces import NonceIssuer
 from gateway.types import Send
 from verifiers.base import Verifier
@@ -102,6 +102,23 @@ class Responder:
             verify_url=self.public_origin + self.verify_location(path, query),
         )
         return 401
+
+    async def answer(
+        self,
+        send: Send,
+        decision: Decision,
+        *,
+        method: str,
+        accept: bytes | None,
+        path: str,
+        query: bytes,
+    ) -> int:
+        """Send the challenge or the refusal for a decision that does not allow."""
+        if decision.effective is Outcome.CHALLENGE:
+            return await self.challenge(
+                send, decision, method=method, accept=accept, path=path, query=query
+            )
+        return await self.deny(send, decision, method=method, accept=accept)
 
     async def deny(
         self, send: Send, decision: Decision, *, method: str, accept: bytes | None

@@ -30,7 +30,7 @@ from gateway.proxy.forward import Proxy
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["AGEGATE_PREFIX", "Gate", "jurisdiction_of"]
+__all__ = ["AGEGATE_PREFIX", "Gate"]
 
 _CACHE_ENTRIES = 4096  # per cache: host values, raw paths
 _CACHE_KEY_BYTES = 512
@@ -121,8 +121,8 @@ class Gate:
         if scope["type"] == "websocket":
             record.status = 403
             await send({"type": "websocket.close", "code": 1008})
-        elif outcome is Outcome.CHALLENGE:
-            record.status = await self.responder.challenge(
+        else:
+            record.status = await self.responder.answer(
                 send,
                 decision,
                 method=method,
@@ -130,8 +130,6 @@ class Gate:
                 path=path,
                 query=scope.get("query_string", b""),
             )
-        else:
-            record.status = await self.responder.deny(send, decision, method=method, accept=accept)
 
     def _target(
         self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]
