@@ -282,6 +282,14 @@ class Verifier(abc.ABC):
     The gateway also strips this scheme from every request it forwards.
     """
 
+    callback_fields: ClassVar[tuple[str, ...]] = ("age_token",)
+    """The callback's form fields this kind reads: the first is the credential.
+
+    The others, when present, reach :meth:`verify` in ``Presentation.extra``
+    (an OIDC provider answers ``code`` and ``iss``).  ``state`` and ``error``
+    are the gateway's own and are never passed.
+    """
+
     def __init__(self, name: str, settings: VerifierConfig | None = None) -> None:
         """``name`` from the config; ``settings`` None keeps every shared default."""
         # The instance name (``verifiers.<name>``), recorded in sessions and logs.

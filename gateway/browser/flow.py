@@ -344,13 +344,15 @@ class FlowPages:
         if error is not None:
             reason = str(error) if error in _PROVIDER_ERRORS else "provider_error"
             return self._refused(request, reason, "the verifier did not confirm your age", retry)
-        token = fields.get("age_token")
+        credential_field, *extra_fields = verifier.callback_fields
+        token = fields.get(credential_field)
         if not isinstance(token, str) or not token:
             return self._refused(request, "malformed", "the verifier sent no age token", retry)
+        extra = {key: fields[key] for key in extra_fields if key in fields}
         try:
             assertion = await verify_presentation(
                 [verifier],
-                Presentation(token, "callback"),
+                Presentation(token, "callback", extra),
                 audience=self.settings.audience,
                 replay=self.replay,
                 metrics=self.metrics,

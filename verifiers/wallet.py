@@ -1,0 +1,41 @@
+"""The contract between the gateway's OpenID4VP flow and the verifiers a wallet answers.
+
+A wallet verifier (``eu-av`` mdoc, ``sd-jwt-vc``) is offered to browsers as an
+OpenID4VP 1.0 request by value (``response_type=vp_token``,
+``response_mode=direct_post``, a ``redirect_uri:`` client identifier, a DCQL
+query).  The gateway builds that request, shows it as an ``openid4vp://``
+link and a QR code, receives the wallet's ``direct_post`` and hands each
+``vp_token`` entry to :meth:`Verifier.verify` as a :class:`Presentation` with
+``channel == WALLET_CHANNEL`` and :data:`WALLET_EXTRA` keys in ``extra``; the
+``VerifyContext.expected_nonce`` is the request's ``nonce``.
+
+The verifier only says which credential it asks for
+(:meth:`WalletVerifier.credential_query`) and checks what comes back; the
+key binding (KB-JWT ``aud`` and ``nonce``, the mdoc SessionTranscript) is to
+``extra["client_id"]``, ``extra["response_uri"]`` and the nonce.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any
+
+from verifiers.base import Verifier
+
+__all__ = ["WALLET_CHANNEL", "WALLET_EXTRA", "WalletVerifier"]
+
+WALLET_CHANNEL = "wallet"
+# Keys of ``Presentation.extra`` on the wallet channel.
+WALLET_EXTRA = ("client_id", "response_uri")
+
+
+class WalletVerifier(Verifier):
+    """A verifier whose presentations arrive from a wallet over OpenID4VP ``direct_post``."""
+
+    @abc.abstractmethod
+    def credential_query(self, query_id: str, min_age: int) -> Mapping[str, Any]:
+        """One DCQL Credential Query (``id`` = ``query_id``, ``format``, ``meta``, ``claims``).
+
+        It asks for the age claim that proves ``min_age`` and nothing else.
+        """
