@@ -36,7 +36,7 @@ system-deps:
 	fi
 
 interop-deps:
-	@for dir in tests/interop tests/interop/privacypass; do \
+	@for dir in tests/interop tests/interop/*/; do \
 	  if [ -f $$dir/package.json ] && [ ! -f $$dir/node_modules/.installed ]; then \
 	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) && touch $$dir/node_modules/.installed || exit 1; \
 	  fi; \
