@@ -70,7 +70,12 @@ class VerificationError(AgegateError):
     ``replayed``, ``replayed_nonce``, ``undisclosed_claim``, ``identity_claim``,
     ``no_age_claim``, ``bad_claim``, ``jwks_unavailable``, ``store_unavailable``,
     ``provider_error``; Privacy Pass adds ``unknown_key`` (no configured issuer key
-    has that id) and ``wrong_challenge`` (not a challenge this gateway issued).
+    has that id) and ``wrong_challenge`` (not a challenge this gateway issued); mdoc
+    (``eu-av``) adds ``untrusted_chain`` (issuer certificate not under a trust
+    anchor), ``digest_mismatch`` (a disclosed element differs from what the issuer
+    signed), ``extra_disclosure`` (an element other than ``age_over_NN``),
+    ``missing_device_signature`` and ``bad_device_signature`` (not signed by the
+    credential's device key over this request's nonce, client_id and response_uri).
     """
 
     def __init__(self, reason: str, detail: str | None = None):
