@@ -80,7 +80,7 @@ class TrustAnchors:
             malformed("x5chain: expected one to four certificates")
         try:
             certs = [x509.load_der_x509_certificate(as_bytes(d, "x5chain")) for d in ders]
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
             malformed("x5chain: not a DER certificate")
         verifier = (
             verification.PolicyBuilder()
@@ -92,7 +92,9 @@ class TrustAnchors:
         )
         try:
             verifier.verify(certs[0], certs[1:])
-        except verification.VerificationError as error:
+        # ValueError: cryptography parses certificate fields lazily, so a broken
+        # subject or extension surfaces only here.
+        except (verification.VerificationError, ValueError) as error:
             raise VerificationError(
                 "untrusted_chain", "issuer certificate chain does not lead to a trust anchor"
             ) from error

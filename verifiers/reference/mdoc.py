@@ -92,7 +92,9 @@ class MdocTestIssuer:
     ds_cert: x509.Certificate
 
     @classmethod
-    def generate(cls, now: datetime | None = None, name: str = "agegate TEST IACA") -> MdocTestIssuer:
+    def generate(
+        cls, now: datetime | None = None, name: str = "agegate TEST IACA"
+    ) -> MdocTestIssuer:
         """A fresh P-256 IACA (10 years) and DS certificate (1 year), valid from yesterday."""
         start = _midnight(now or datetime.now(UTC)) - _DAY
         iaca_key = ec.generate_private_key(ec.SECP256R1())
@@ -145,10 +147,12 @@ class MdocTestIssuer:
         namespace: str | None = None,
         status: Mapping[str, Any] | None = None,
         device_key: ec.EllipticCurvePrivateKey | None = None,
+        mso_overrides: Mapping[str, Any] | None = None,
     ) -> IssuedMdoc:
         """An mdoc with ``age_over_NN`` elements (default 18: true) and any ``extra_elements``.
 
         Dates default to the blueprint's: day-truncated, valid from today for 90 days.
+        ``mso_overrides`` replaces MSO fields before signing (to plant defects).
         """
         today = _midnight(now or datetime.now(UTC))
         start = valid_from or today
@@ -181,6 +185,7 @@ class MdocTestIssuer:
         }
         if status is not None:
             mso["status"] = dict(status)
+        mso.update(mso_overrides or {})
         payload = encode(cbor2.CBORTag(EMBEDDED_CBOR, encode(mso)))
         x5chain = self.ds_cert.public_bytes(serialization.Encoding.DER)
         issuer_auth = sign1(self.ds_key, payload, unprotected={X5CHAIN: x5chain})
