@@ -75,7 +75,8 @@ class VerificationError(AgegateError):
     anchor), ``digest_mismatch`` (a disclosed element differs from what the issuer
     signed), ``extra_disclosure`` (an element other than ``age_over_NN``),
     ``missing_device_signature`` and ``bad_device_signature`` (not signed by the
-    credential's device key over this request's nonce, client_id and response_uri).
+    credential's device key over this request's nonce, client_id and response_uri),
+    ``wrong_channel`` (a wallet credential that did not come from the wallet flow).
     """
 
     def __init__(self, reason: str, detail: str | None = None):

@@ -39,7 +39,7 @@ from verifiers.mdoc.response import (
 )
 from verifiers.mdoc.transcript import device_authentication_bytes, session_transcript
 from verifiers.mdoc.trust import TrustAnchors, load_trust_anchors
-from verifiers.wallet import WalletVerifier
+from verifiers.wallet import WALLET_CHANNEL, WalletVerifier
 
 __all__ = [
     "AV_DOCTYPE",
@@ -154,6 +154,10 @@ class EuAvVerifier(WalletVerifier):
 
     async def verify(self, presentation: Presentation, ctx: VerifyContext) -> AgeAssertion:
         """Check one ``vp_token`` entry (base64url DeviceResponse); see the module for the order."""
+        if presentation.channel != WALLET_CHANNEL:
+            # Only the OpenID4VP direct_post binds client_id and response_uri to
+            # what the gateway itself asked; a form field could say anything.
+            raise VerificationError("wrong_channel", "an mdoc is accepted only from a wallet")
         client_id = presentation.extra.get("client_id")
         response_uri = presentation.extra.get("response_uri")
         if not client_id or not response_uri:

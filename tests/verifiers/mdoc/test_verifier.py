@@ -27,7 +27,7 @@ from tests.verifiers.mdoc.helpers import (
 )
 from tests.verifiers.tokens import MemoryReplay
 from verifiers.b64url import b64url_decode, b64url_encode
-from verifiers.base import AssuranceLevel, VerificationError, VerifierServices
+from verifiers.base import AssuranceLevel, Presentation, VerificationError, VerifierServices
 from verifiers.mdoc import EuAvVerifier
 from verifiers.reference.mdoc import Defects, MdocTestIssuer, build_device_response
 
@@ -293,6 +293,17 @@ async def test_request_binding_is_required(verifier: EuAvVerifier, issuer: MdocT
     vp = respond(issuer)
     assert await refused(verifier, vp, nonce=None) == "missing_nonce"
     assert await refused(verifier, vp, extra={"client_id": CLIENT_ID}) == "wrong_audience"
+
+
+async def test_only_the_wallet_channel_is_accepted(
+    verifier: EuAvVerifier, issuer: MdocTestIssuer
+) -> None:
+    bound = {"client_id": CLIENT_ID, "response_uri": RESPONSE_URI}
+    for channel in ("callback", "authorization"):
+        vp = Presentation(respond(issuer), channel, bound)
+        with pytest.raises(VerificationError) as caught:
+            await verifier.verify(vp, context())
+        assert caught.value.reason == "wrong_channel"
 
 
 async def test_reused_credential_is_refused(verifier: EuAvVerifier, issuer: MdocTestIssuer) -> None:
