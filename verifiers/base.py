@@ -71,6 +71,9 @@ class VerificationError(AgegateError):
     ``no_age_claim``, ``bad_claim``, ``jwks_unavailable``, ``store_unavailable``,
     ``provider_error``; Privacy Pass adds ``unknown_key`` (no configured issuer key
     has that id) and ``wrong_challenge`` (not a challenge this gateway issued).
+    OpenID Connect adds ``provider_unavailable`` (the provider cannot be reached or
+    answers 5xx) and ``code_rejected`` (its token endpoint refused the code: used,
+    expired, or a PKCE verifier that does not match).
     """
 
     def __init__(self, reason: str, detail: str | None = None):
