@@ -144,6 +144,12 @@ class OidcProvider:
         response = httpx.post(f"{self.issuer}/__test/tamper", json=changes, timeout=10)
         assert response.status_code == 204, response.text
 
+    def last_claim_names(self) -> list[str]:
+        """The claim names of the last id_token the provider issued (it never shows values)."""
+        response = httpx.get(f"{self.issuer}/__test/last-claims", timeout=10)
+        names: list[str] = response.json()["names"]
+        return names
+
     def login(self, link: str, account: str) -> ProviderAnswer:
         """Follow the verifier link, sign in as ``account``; the form the provider posts back."""
         with httpx.Client(timeout=15) as client:

@@ -10,6 +10,7 @@
 // also releases the planted name and email: agegate must drop them.
 // Login page: /interaction/<uid> lists the accounts as buttons; POST .../login?account=X
 // logs X in and grants the requested scopes, so a browser or an HTTP client needs no typing.
+// GET /__test/last-claims: the claim names (never values) of the last id_token issued.
 // Test control: POST /__test/tamper {aud?, nonce?, exp_offset?} rewrites the NEXT token
 // response's id_token and re-signs it with the provider's own signing key.
 import { readFileSync } from 'node:fs';
@@ -38,6 +39,7 @@ function planted() {
 }
 
 let tamper = null;
+let lastClaimNames = [];  // names only: the test checks the planted claims were really sent
 
 const base = {
   redirect_uris: config.redirect_uris,
@@ -104,6 +106,10 @@ provider.use(async (ctx, next) => {
     ctx.status = 204;
     return;
   }
+  if (ctx.path === '/__test/last-claims' && ctx.method === 'GET') {
+    ctx.body = { names: lastClaimNames };
+    return;
+  }
   if (match && ctx.method === 'GET' && !match[2]) {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     const buttons = Object.keys(ACCOUNTS).map((id) =>
@@ -132,6 +138,9 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  if (ctx.path === '/token' && ctx.status === 200 && ctx.body && ctx.body.id_token) {
+    lastClaimNames = Object.keys(decodeJwt(ctx.body.id_token)).sort();
+  }
   if (ctx.path === '/token' && ctx.status === 200 && tamper && ctx.body && ctx.body.id_token) {
     const body = { ...ctx.body, id_token: await resign(ctx.body.id_token) };
     tamper = null;
