@@ -6,8 +6,9 @@
 //          identity_file (JSON {name, email}: planted identity claims, re-read per request)}
 // Clients: "agegate" (client_secret_basic), "agegate-pkjwt" (private_key_jwt, ES256),
 // "other-rp" (another relying party with the same redirect URIs).
-// Accounts: adult (age_over_18 true), minor (false), noclaim (no age claim). The age scope
-// also releases the planted name and email: agegate must drop them.
+// Accounts: adult (age_over_18 true), minor (false), noclaim (no age claim); userinfo also
+// has a nested age_verification.result ("passed"/"failed"). The age scope also releases
+// the planted name and email: agegate must drop them.
 // Login page: /interaction/<uid> lists the accounts as buttons; POST .../login?account=X
 // logs X in and grants the requested scopes, so a browser or an HTTP client needs no typing.
 // GET /__test/last-claims: the claim names (never values) of the last id_token issued.
@@ -26,6 +27,12 @@ const signingJwk = { ...(await exportJWK(privateKey)), kid: 'provider-es256', al
 const ACCOUNTS = {
   adult: { age_over_18: true },
   minor: { age_over_18: false },
+  noclaim: {},
+};
+// A nested result released by userinfo only, as some banks' identity services do.
+const USERINFO_ONLY = {
+  adult: { age_verification: { result: 'passed', threshold: 18 } },
+  minor: { age_verification: { result: 'failed', threshold: 18 } },
   noclaim: {},
 };
 
@@ -58,7 +65,7 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: 'client_secret_basic' },
   ],
   jwks: { keys: [signingJwk] },
-  claims: { openid: ['sub'], age: ['age_over_18', 'name', 'email'] },
+  claims: { openid: ['sub'], age: ['age_over_18', 'age_verification', 'name', 'email'] },
   conformIdTokenClaims: false,  // age providers put the age claims in the id_token itself
   pkce: { required: () => true, methods: ['S256'] },
   features: { devInteractions: { enabled: false }, userinfo: { enabled: true } },
@@ -70,8 +77,9 @@ const provider = new Provider(issuer, {
     if (!(id in ACCOUNTS)) return undefined;
     return {
       accountId: id,
-      async claims() {
-        return { sub: id, ...ACCOUNTS[id], ...planted() };
+      async claims(use) {
+        const nested = use === 'userinfo' ? USERINFO_ONLY[id] : {};
+        return { sub: id, ...ACCOUNTS[id], ...nested, ...planted() };
       },
     };
   },

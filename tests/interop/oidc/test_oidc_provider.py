@@ -11,6 +11,7 @@ provider itself: its token response re-signed with its own key (``tamper``).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -64,7 +65,7 @@ def port() -> int:
 @pytest.fixture(scope="module")
 def op(tmp_path_factory: pytest.TempPathFactory, port: int) -> Iterator[OidcProvider]:
     origin = f"http://localhost:{port}"
-    uris = [f"{origin}/.agegate/callback/op", f"{origin}/.agegate/callback/op-pkjwt"]
+    uris = [f"{origin}/.agegate/callback/{name}" for name in ("op", "op-pkjwt", "op-userinfo")]
     with OidcProvider(tmp_path_factory.mktemp("op"), redirect_uris=uris) as provider:
         yield provider
 
@@ -75,7 +76,15 @@ def gw(
 ) -> Iterator[GatewayProcess]:
     settings = oidc_settings(op)
     settings["verifiers"] |= oidc_settings(op, name="op-pkjwt", private_key_jwt=True)["verifiers"]
-    policy = OIDC_POLICY.replace("verifiers: [op]", "verifiers: [op, op-pkjwt]")
+    settings["verifiers"] |= oidc_settings(
+        op,
+        name="op-userinfo",
+        use_userinfo=True,
+        age_claims={"age_verification.result": 18},
+        proven_value="passed",
+        refuted_value="failed",
+    )["verifiers"]
+    policy = OIDC_POLICY.replace("verifiers: [op]", "verifiers: [op, op-pkjwt, op-userinfo]")
     with GatewayProcess(
         tmp_path_factory.mktemp("gw"),
         upstream=upstream.url,
@@ -142,6 +151,20 @@ def test_headless_flow_private_key_jwt(
     visit = Visit(gw, "op-pkjwt")
     assert visit.params["client_id"] == "agegate-pkjwt"
     _assert_session(gw, visit.answer(op.login(visit.link, "adult")), upstream)
+
+
+@pytest.mark.parametrize(("account", "status"), [("adult", 303), ("minor", 403)])
+def test_nested_claim_from_userinfo(
+    gw: GatewayProcess, op: OidcProvider, upstream: UpstreamServer, account: str, status: int
+) -> None:
+    """``age_verification.result`` exists only in userinfo: reached with the access token."""
+    visit = Visit(gw, "op-userinfo")
+    done = visit.answer(op.login(visit.link, account))
+    if status == 303:
+        _assert_session(gw, done, upstream)
+    else:
+        assert done.status == 403, done.text
+        assert session_cookie(done.header_list("set-cookie")) is None
 
 
 def test_minor_is_refused_with_403(gw: GatewayProcess, op: OidcProvider) -> None:
@@ -216,3 +239,29 @@ def test_provider_down_gives_error_page_and_no_session(
         assert "provider_unavailable" in page.text
         assert session_cookie(page.header_list("set-cookie")) is None
         assert get(gateway, PROTECTED, [JSON]).status == 401
+
+
+def test_provider_down_at_start_offers_no_button_until_it_is_back(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    port = free_port()
+    provider = OidcProvider(
+        tmp_path / "op", redirect_uris=[f"http://localhost:{port}/.agegate/callback/op"]
+    )
+    settings = oidc_settings(provider)
+    with GatewayProcess(
+        tmp_path, upstream=upstream.url, policy=OIDC_POLICY, settings=settings, port=port
+    ) as gateway:
+        page = get(gateway, f"/.agegate/verify?return={PROTECTED}", [HTML])
+        assert page.status == 200
+        assert "data-verifier='op'" not in page.text
+        assert get(gateway, PROTECTED, [JSON]).status == 401
+        with provider:
+            # Discovery is retried in the background (at most every 10 s) from the verify page.
+            deadline = time.monotonic() + 20
+            while "data-verifier='op'" not in page.text:
+                assert time.monotonic() < deadline, page.text
+                time.sleep(0.5)
+                page = get(gateway, f"/.agegate/verify?return={PROTECTED}", [HTML])
+            visit = Visit(gateway)
+            _assert_session(gateway, visit.answer(provider.login(visit.link, "adult")), upstream)
