@@ -220,7 +220,8 @@ class OidcVerifier(Verifier):
                 raise VerificationError("bad_claim", "userinfo is about another subject")
             sources.append(userinfo)
         over, under = map_age_claims(self.config.claims, *sources)
-        expires = float(claims["exp"]) + SKEW
+        # Capped before float(): a validated exp may still be an int too large for a float.
+        expires = float(min(claims["exp"], ctx.now + 86400)) + SKEW
         # Nothing but the thresholds leaves this method: the claims and tokens go now.
         del claims, sources, id_token, access_token
         # Last, so a refused answer never burns the challenge; the same namespace as

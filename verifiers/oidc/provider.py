@@ -53,7 +53,6 @@ _CLAIM_REASONS = {
     "aud": "wrong_audience",
     "azp": "wrong_audience",
     "nonce": "wrong_nonce",
-    "exp": "expired",
     "nbf": "not_yet_valid",
     "iat": "issued_in_future",
 }
@@ -263,6 +262,11 @@ async def validate_id_token(
     if not verify_signature(parsed, algorithm, alg, key):
         raise VerificationError("bad_signature", "the id_token's signature does not verify")
     claims = decode_payload(parsed)
+    for name in ("exp", "iat", "nbf"):
+        # A time that is not a number is a bad claim, not "expired" or "in the future".
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise VerificationError("bad_claim", f"the id_token's {name} is not a number")
     options = {
         "iss": {"essential": True, "value": config.issuer},
         "aud": {"essential": True, "value": config.client_id},
