@@ -77,6 +77,9 @@ class VerificationError(AgegateError):
     ``missing_device_signature`` and ``bad_device_signature`` (not signed by the
     credential's device key over this request's nonce, client_id and response_uri),
     ``wrong_channel`` (a wallet credential that did not come from the wallet flow).
+    OpenID Connect adds ``provider_unavailable`` (the provider cannot be reached or
+    answers 5xx) and ``code_rejected`` (its token endpoint refused the code: used,
+    expired, or a PKCE verifier that does not match).
     """
 
     def __init__(self, reason: str, detail: str | None = None):

@@ -35,6 +35,7 @@ class Setup:
     settings: dict[str, Any] = field(default_factory=dict)
     verifier: dict[str, Any] | None = None
     reference: ReferenceProcess | None = None
+    services: dict[str, Any] = field(default_factory=dict)  # other processes a driver drives
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Run:
     secrets: list[str] = field(default_factory=list)  # tokens, jtis, nonces, cookies
     upstream_headers: list[list[list[str]]] = field(default_factory=list)
     reference: ReferenceProcess | None = None  # the kind's issuer/attester, when it has one
+    services: dict[str, Any] = field(default_factory=dict)  # e.g. the OpenID provider
 
     @property
     def origin_names(self) -> list[str]:

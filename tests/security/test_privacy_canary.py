@@ -35,6 +35,7 @@ import pytest
 
 from gateway.plugins import installed_kinds
 from tests.security.canary import Run, Setup, canary, visitor_headers
+from tests.security.canary_oidc import drive_oidc, prepare_oidc
 from tests.security.canary_privacy_pass import drive_privacy_pass, prepare_privacy_pass
 from tests.security.support import HTML, api_nonce, browser_challenge, callback, get
 from tests.support.gateway import GatewayProcess, cookie_value, session_cookie
@@ -147,6 +148,7 @@ class Driver:
 DRIVERS: dict[str, Driver] = {
     "age-token": Driver(prepare_age_token, drive_age_token),
     "privacy-pass": Driver(prepare_privacy_pass, drive_privacy_pass),
+    "oidc": Driver(prepare_oidc, drive_oidc),
 }
 
 
@@ -184,7 +186,7 @@ def canary_run(
             port=port,
         )
         with gw:
-            yield Run(gw, reference=setup.reference)
+            yield Run(gw, reference=setup.reference, services=setup.services)
 
 
 def _redis_contents(redis: RedisServer) -> list[bytes]:
