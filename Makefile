@@ -35,10 +35,13 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
 	fi
 
+# npm ci refuses a lock whose platform-only optional packages (cbor-extract's) it left out
+# itself (npm 11); npm install then installs the same locked versions.
 interop-deps:
 	@for dir in tests/interop tests/interop/*/; do \
 	  if [ -f $$dir/package.json ] && [ ! -f $$dir/node_modules/.installed ]; then \
-	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) && touch $$dir/node_modules/.installed || exit 1; \
+	    (cd $$dir && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || \
+	      npm install --no-audit --no-fund --loglevel=error; }) && touch $$dir/node_modules/.installed || exit 1; \
 	  fi; \
 	done
 
