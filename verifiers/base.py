@@ -71,6 +71,14 @@ class VerificationError(AgegateError):
     ``no_age_claim``, ``bad_claim``, ``jwks_unavailable``, ``store_unavailable``,
     ``provider_error``; Privacy Pass adds ``unknown_key`` (no configured issuer key
     has that id) and ``wrong_challenge`` (not a challenge this gateway issued).
+    Wallet kinds add ``untrusted_chain`` (an ``x5c`` chain reaching no trust
+    anchor), ``wrong_vct``, ``missing_key_binding`` (no KB-JWT / device
+    signature, or no holder key), ``bad_key_binding`` (it does not verify),
+    ``stale_key_binding``, ``sd_hash_mismatch``, ``digest_mismatch`` (a
+    disclosure or element matching no signed digest), ``extra_disclosure``
+    (an element other than the age claim disclosed), ``linkable_credential``
+    (:mod:`verifiers.linkability`), ``status_unavailable`` and ``revoked``
+    (:mod:`verifiers.status_list`).
     """
 
     def __init__(self, reason: str, detail: str | None = None):
