@@ -82,7 +82,9 @@ def _file(config: Mapping[str, Any], key: str, base_dir: str) -> Path | None:
 
 def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> SdJwtVcConfig:
     """Check every key; ``ValueError`` messages start with the key."""
-    shared = VerifierConfig.parse(name, config, kind="sd-jwt-vc", own_keys=_OWN_KEYS)
+    shared = VerifierConfig.parse(
+        name, config, kind="sd-jwt-vc", own_keys=_OWN_KEYS, response_modes=("form_post",)
+    )
     jwks_uri = provider_url(config, "jwks_uri")
     jwks_file = _file(config, "jwks_file", base_dir)
     if jwks_uri is not None and jwks_file is not None:
