@@ -50,7 +50,13 @@ _WAIT = re.compile(r"href='(/\.agegate/wallet/status\?[^']+)'")
 class WalletSite:
     """A gateway process with verifiers ``test-token`` and ``eu-pid`` (sd-jwt-vc)."""
 
-    def __init__(self, directory: Path, upstream: str, **verifier: Any) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        upstream: str,
+        settings: dict[str, Any] | None = None,
+        **verifier: Any,
+    ) -> None:
         self.issuer = ReferenceSdJwtIssuer()
         self.wallet = Wallet()
         self.wallet.add("dc+sd-jwt", self.issuer.issue(self.wallet.holder_jwk()))
@@ -72,7 +78,10 @@ class WalletSite:
             },
         }
         self.gw = GatewayProcess(
-            directory, upstream=upstream, policy=WALLET_POLICY, settings={"verifiers": verifiers}
+            directory,
+            upstream=upstream,
+            policy=WALLET_POLICY,
+            settings={"verifiers": verifiers, **(settings or {})},
         )
 
     def fresh_credential(self) -> None:
