@@ -24,7 +24,8 @@ JWT = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.from_regex(r"[a-z]{0,5}", fullmatch=True), inner, max_size=3)
     ),
     max_leaves=8,
 )
