@@ -16,6 +16,7 @@ import hashlib
 import json
 import secrets
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -194,3 +195,19 @@ class ReferenceSdJwtIssuer:
             headers["kid"] = self.kid
         token = jwt.encode(payload, self.key, algorithm="ES256", headers=headers)
         return "~".join([token, *disclosures, ""])
+
+    def status_list(self, uri: str, statuses: list[int], *, bits: int = 1) -> str:
+        """A ``statuslist+jwt`` for ``uri`` with ``statuses[i]`` at index ``i``."""
+        data = bytearray((len(statuses) * bits + 7) // 8)
+        for index, value in enumerate(statuses):
+            bit = index * bits
+            data[bit // 8] |= value << (bit % 8)
+        day = int(time.time() // _DAY * _DAY)
+        claims = {
+            "sub": uri,
+            "iat": day,
+            "exp": day + _DAY,
+            "status_list": {"bits": bits, "lst": b64url_encode(zlib.compress(bytes(data)))},
+        }
+        headers = {"typ": "statuslist+jwt", "x5c": self.x5c()}
+        return jwt.encode(claims, self.key, algorithm="ES256", headers=headers)

@@ -20,9 +20,10 @@ Checks, in order, each failure with its own reason code:
    discloses only ``age_over_NN`` or ``age_equal_or_over.NN``
    (``extra_disclosure``); identity claims in clear (``identity_claim``); at
    least one boolean age claim (``no_age_claim``, ``bad_claim``);
-5. status list (``status_unavailable``, ``revoked``), then the linkability
-   check (``linkable_credential``), the seen-before record last so a refused
-   presentation never uses up its credential.
+5. the linkability check (``linkable_credential``; a status-list index is
+   one finding), then the status list (``status_unavailable``, ``revoked``),
+   and the seen-before record last, so a refused presentation never uses up
+   its credential.
 """
 
 from __future__ import annotations
@@ -132,11 +133,12 @@ class SdJwtVcVerifier(WalletVerifier):
         over, under = _ages(claims)
         if "status" in payload:
             findings.append("status_index")
+        enforce(findings, self.config.linkability, self.name)
+        if "status" in payload:
             status = payload["status"]
             reference = status.get("status_list") if isinstance(status, Mapping) else None
             if reference is not None and self.status_lists.status(reference, ctx.now) != 0:
                 raise VerificationError("revoked", "the credential is revoked or suspended")
-        enforce(findings, self.config.linkability, self.name)
         expires = float(payload["exp"]) + SKEW
         seen = hashlib.sha256(sd_jwt.issuer_jwt.encode("ascii")).hexdigest()
         if not await ctx.replay.consume(f"sd-jwt-vc:{self.name}", seen, expires):
