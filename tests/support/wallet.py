@@ -55,9 +55,14 @@ class WalletSite:
         directory: Path,
         upstream: str,
         settings: dict[str, Any] | None = None,
+        *,
+        issuer: ReferenceSdJwtIssuer | None = None,
+        session_key: str | None = None,
+        port: int | None = None,
         **verifier: Any,
     ) -> None:
-        self.issuer = ReferenceSdJwtIssuer()
+        # Pass one issuer and session key to several sites to make them workers of one site.
+        self.issuer = issuer or ReferenceSdJwtIssuer()
         self.wallet = Wallet()
         self.wallet.add("dc+sd-jwt", self.issuer.issue(self.wallet.holder_jwk()))
         (directory / "anchors.pem").write_bytes(self.issuer.ca.pem())
@@ -82,6 +87,8 @@ class WalletSite:
             upstream=upstream,
             policy=WALLET_POLICY,
             settings={"verifiers": verifiers, **(settings or {})},
+            session_key=session_key,
+            port=port,
         )
 
     def fresh_credential(self) -> None:

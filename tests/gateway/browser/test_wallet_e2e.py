@@ -16,8 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from gateway.session.keys import generate_key_line
 from tests.support.gateway import session_cookie
 from tests.support.rawhttp import request
+from tests.support.redis import RedisServer
 from tests.support.upstream import UpstreamServer
 from tests.support.wallet import WalletSite, browser_get, wallet_challenge
 from verifiers.reference.wallet import parse_request, submit
@@ -145,3 +147,30 @@ def test_logs_hold_no_credential(site: WalletSite, tmp_path: Path) -> None:
     issued = site.wallet.credentials[0].issued
     assert issued.split("~")[0] not in text
     assert "response_code=" not in text
+
+
+def test_wallet_answer_to_one_worker_completes_on_another(
+    upstream: UpstreamServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Two gateway processes of one site (same keys, one Redis): the state sealed by the
+    # first opens in the second, and the outcome waits in Redis for the browser.
+    key = generate_key_line()
+    store = {"store": redis_server.url}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = WalletSite(tmp_path / "a", upstream.url, store, session_key=key)
+    second = WalletSite(
+        tmp_path / "b", upstream.url, store, session_key=key, issuer=first.issuer,
+        port=first.gw.port,
+    )  # fmt: skip
+    with first:
+        challenge = wallet_challenge(first.gw)
+    with second:  # the same public origin and port, another process
+        wallet_request = parse_request(challenge.request_uri)
+        status, body = submit(wallet_request, first.wallet.answer(wallet_request))
+        assert status == 200, body
+    with first:
+        done = browser_get(first.gw, body["redirect_uri"].removeprefix(first.gw.public_origin),
+                           challenge.cookie)  # fmt: skip
+        assert done.status == 303, done.text
+        assert session_cookie(done.header_list("set-cookie"))
