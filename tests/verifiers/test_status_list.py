@@ -28,8 +28,9 @@ class FakeResponse:
         self.content = self
         self._body = body
 
-    async def read(self, limit: int) -> bytes:
-        return self._body[:limit]
+    async def iter_chunked(self, size: int) -> Any:
+        for start in range(0, len(self._body), size):
+            yield self._body[start : start + size]
 
     async def __aenter__(self) -> FakeResponse:
         return self
@@ -143,3 +144,13 @@ async def test_status_index_is_refused_as_linkable_by_default(tmp_path: Path) ->
     with pytest.raises(VerificationError, match="status_index") as caught:
         await setup.verify(with_status(setup, 0))
     assert caught.value.reason == "linkable_credential"
+
+
+async def test_an_oversize_list_response_is_not_used(tmp_path: Path) -> None:
+    http = FakeHttp()
+    setup = status_setup(tmp_path, http)
+    http.lists[URI] = "a" * (5 * 1024 * 1024)
+    await setup.verifier.status_lists.refresh()
+    with pytest.raises(VerificationError) as caught:
+        await setup.verify(with_status(setup, 0))
+    assert caught.value.reason == "status_unavailable"
