@@ -46,7 +46,7 @@ def wallet_item(offer: WalletOffer) -> str:
         f"<p class=note><small>Wallet on another device? Scan this code with it, then "
         f"<a href='{escape(offer.wait_url)}'>continue here</a>.</small></p>"
         f"<img src='{qr_data_uri(offer.request_uri)}' alt='QR code for your wallet app' "
-        "width=240 style='width:15rem;height:auto;image-rendering:pixelated'></li>"
+        "width=320 style='width:20rem;max-width:100%;height:auto;image-rendering:pixelated'></li>"
     )
 
 
@@ -57,7 +57,7 @@ def wallet_wait_page(offer: WalletOffer, min_age: int) -> bytes:
         f"<p role=status>Scan the code with your wallet app and share that you are "
         f"{min_age} or over. This page moves on by itself once it has answered.</p>"
         f"<p><img src='{qr_data_uri(offer.request_uri)}' alt='QR code for your wallet app' "
-        "width=240 style='width:15rem;height:auto;image-rendering:pixelated'></p>"
+        "width=320 style='width:20rem;max-width:100%;height:auto;image-rendering:pixelated'></p>"
         f"<p><a class='button secondary' href='{escape(offer.request_uri)}'>"
         "Open my wallet app on this device</a></p>"
         "<p class=note><small>Only the yes-or-no answer is shared.</small></p>"

@@ -91,6 +91,14 @@ class WalletSite:
             port=port,
         )
 
+    @property
+    def origin(self) -> str:
+        return self.gw.public_origin
+
+    def logs(self) -> str:
+        """The gateway's log (attached to a failed browser test's report)."""
+        return self.gw.log_text()
+
     def fresh_credential(self) -> None:
         """Replace the wallet's credential with a new one (seen-before is per credential)."""
         self.wallet.credentials.clear()
