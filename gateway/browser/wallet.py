@@ -12,11 +12,14 @@ The ``direct_post`` carries no browser cookie, so the request's sealed
 ``state`` (:class:`~gateway.browser.openid4vp.WalletStateCodec`) says which
 challenge it answers; it is single use (the store's ``consume``).  The
 verified outcome (thresholds, assurance, verifier, expiry; never the
-credential) waits in the store under a random one-time ``response_code`` and
-an HMAC of the challenge's ``state``, for five minutes.  Only the browser
-holding that challenge cookie can turn it into a session (OpenID4VP 1.0
-§13.3, session fixation): a ``response_code`` carried to another browser is
-refused (``session_mismatch``) and is used up.
+credential) waits in the store for five minutes under an HMAC of the
+challenge's ``state`` (its *binding*); the wallet gets a random one-time
+``response_code``, which the store knows only as the HMAC'd key of a record
+naming that binding.  Only the browser holding that challenge cookie turns the
+outcome into a session (OpenID4VP 1.0 §13.3, session fixation): a
+``response_code`` carried to another browser is refused (``session_mismatch``)
+and used up, and the waiting page of the right browser finishes by itself.
+Nothing in the store is a usable secret.
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ COMPLETE_PATH = f"{AGEGATE_PREFIX}/wallet"
 STATUS_PATH = f"{AGEGATE_PREFIX}/wallet/status"
 OUTCOME_TTL = 300.0
 REQUEST_TTL = 600.0  # as long as the challenge cookie
-_OUTCOMES = "openid4vp:outcome"  # response_code -> WalletOutcome
-_PENDING = "openid4vp:pending"  # challenge binding -> "code:<response_code>" | "error:<reason>"
+_OUTCOMES = "openid4vp:outcome"  # challenge binding -> WalletOutcome (verified, or an error)
+_CODES = "openid4vp:code"  # response_code -> the challenge binding it completes
 _STATES = "openid4vp:state"  # the request nonces already answered
 _CODE = re.compile(r"[A-Za-z0-9_-]{43}")
 _REASON = re.compile(r"[a-z_]{1,40}")
@@ -143,7 +146,7 @@ class WalletFlow:
                 return self._wallet_refused(request, "replayed_state", "already answered")
             if "error" in fields:
                 code = fields["error"] if _REASON.fullmatch(fields["error"]) else "wallet_error"
-                await self._pend(binding, f"error:{code}", now)
+                await self._keep_error(binding, verifier.name, code, now)
                 log_event("wallet_error", level=logging.INFO, verifier=verifier.name, reason=code)
                 return _response(200, b"{}", "application/json")
             response_uri = (
@@ -162,7 +165,7 @@ class WalletFlow:
                     now=now,
                 )
             except (WalletRefused, VerificationError) as exc:
-                await self._pend(binding, f"error:{exc.reason}", now)
+                await self._keep_error(binding, verifier.name, exc.reason, now)
                 return self._wallet_refused(request, exc.reason, "the presentation was refused")
             code = await self._keep(binding, verifier.name, assertion, now)
         except StoreUnavailable:
@@ -173,6 +176,7 @@ class WalletFlow:
         return _response(200, body, "application/json")
 
     async def _keep(self, binding: str, verifier: str, assertion: AgeAssertion, now: float) -> str:
+        """Leave the outcome for the browser; the new response_code for the wallet."""
         outcome = WalletOutcome(
             binding=binding,
             verifier=verifier,
@@ -182,12 +186,14 @@ class WalletFlow:
             expires_at=assertion.expires_at.timestamp(),
         )
         code = secrets.token_urlsafe(32)
-        await self.store.put(_OUTCOMES, code, outcome.encode(), now + OUTCOME_TTL)
-        await self._pend(binding, f"code:{code}", now)
+        # A second answer to one challenge (two wallet verifiers offered) leaves the first.
+        await self.store.put(_OUTCOMES, binding, outcome.encode(), now + OUTCOME_TTL)
+        await self.store.put(_CODES, code, binding.encode("ascii"), now + OUTCOME_TTL)
         return code
 
-    async def _pend(self, binding: str, value: str, now: float) -> None:
-        await self.store.put(_PENDING, binding, value.encode(), now + OUTCOME_TTL)
+    async def _keep_error(self, binding: str, verifier: str, reason: str, now: float) -> None:
+        outcome = WalletOutcome(binding=binding, verifier=verifier, error=reason)
+        await self.store.put(_OUTCOMES, binding, outcome.encode(), now + OUTCOME_TTL)
 
     def _wallet_refused(self, request: Request, reason: str, detail: str) -> Response:
         log_event("wallet_refused", level=logging.INFO, reason=reason)
@@ -195,45 +201,67 @@ class WalletFlow:
 
     # -- the browser ---------------------------------------------------------------
 
+    def _challenge(self, pages: FlowPages, request: Request, now: float) -> ChallengeState | None:
+        return pages.challenges.open(get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now)
+
+    def _no_challenge(self, pages: FlowPages, request: Request) -> Response:
+        return pages._refused(
+            request,
+            "challenge_missing",
+            "this verification has expired or was started in another browser; please start again",
+            f"{AGEGATE_PREFIX}/verify",
+        )
+
     async def complete(self, pages: FlowPages, request: Request) -> Response:
         """``GET /.agegate/wallet?response_code=…``: the outcome becomes this browser's session."""
         now = time.time()
-        challenge = pages.challenges.open(
-            get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now
-        )
+        challenge = self._challenge(pages, request, now)
         if challenge is None:
-            return pages._refused(
-                request,
-                "challenge_missing",
-                "this verification has expired or was started in another browser; "
-                "please start again",
-                f"{AGEGATE_PREFIX}/verify",
-            )
+            return self._no_challenge(pages, request)
         retry = f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
         if limited := await pages._rate_limited(request, "callback"):
             return limited
         code = request.query_params.get("response_code", "")
         if not _CODE.fullmatch(code):
             return pages._refused(request, "malformed", "the response code is malformed", retry)
+        binding = challenge_binding(self.binding_key, challenge.state)
+        unknown = "this answer was already used or has expired"
         try:
-            data = await self.store.take(_OUTCOMES, code)
+            bound = await self.store.take(_CODES, code)
+            if bound is None:
+                return pages._refused(request, "response_code_unknown", unknown, retry)
+            if not secrets.compare_digest(bound, binding.encode("ascii")):
+                log_event("wallet_session_mismatch", level=logging.WARNING)
+                return pages._refused(
+                    request,
+                    "session_mismatch",
+                    "this answer belongs to a verification started in another browser",
+                    retry,
+                )
+            data = await self.store.take(_OUTCOMES, binding)
         except StoreUnavailable:
             return pages._store_down(request)
-        outcome = WalletOutcome.decode(data) if data is not None else None
-        if outcome is None:
-            return pages._refused(
-                request, "response_code_unknown", "this answer was already used or expired", retry
-            )
-        if not secrets.compare_digest(
-            outcome.binding, challenge_binding(self.binding_key, challenge.state)
-        ):
-            log_event("wallet_session_mismatch", level=logging.WARNING)
-            return pages._refused(
-                request,
-                "session_mismatch",
-                "this answer belongs to a verification started in another browser",
-                retry,
-            )
+        if data is None:  # already finished by this browser's waiting page
+            return pages._refused(request, "response_code_unknown", unknown, retry)
+        return self._finish(pages, request, challenge, data, retry, now)
+
+    def _finish(
+        self,
+        pages: FlowPages,
+        request: Request,
+        challenge: ChallengeState,
+        data: bytes,
+        retry: str,
+        now: float,
+    ) -> Response:
+        """The stored outcome of this browser's challenge made a session, or its refusal."""
+        outcome = WalletOutcome.decode(data)
+        binding = challenge_binding(self.binding_key, challenge.state)
+        if outcome is None or not secrets.compare_digest(outcome.binding, binding):
+            return pages._refused(request, "session_mismatch", "this answer is not yours", retry)
+        if outcome.error is not None:
+            reason = outcome.error if _REASON.fullmatch(outcome.error) else "wallet_error"
+            return pages._refused(request, reason, "your wallet did not confirm your age", retry)
         verifier = pages.verifiers.get(outcome.verifier)
         if verifier is None or outcome.verifier not in challenge.verifiers:
             return pages._refused(
@@ -252,16 +280,10 @@ class WalletFlow:
     async def status(self, pages: FlowPages, request: Request) -> Response:
         """``GET /.agegate/wallet/status``: wait (reloading) until the wallet has answered."""
         now = time.time()
-        challenge = pages.challenges.open(
-            get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now
-        )
-        verify = f"{AGEGATE_PREFIX}/verify"
+        challenge = self._challenge(pages, request, now)
         if challenge is None:
-            return pages._refused(
-                request, "challenge_missing", "this verification has expired; please start again",
-                verify,
-            )  # fmt: skip
-        retry = f"{verify}?return={quote(challenge.return_path, safe='/')}"
+            return self._no_challenge(pages, request)
+        retry = f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
         sealed = request.query_params.get("state", "")
         state = self.codec.open(sealed, now) if len(sealed) <= _MAX_STATE else None
         verifier = pages.verifiers.get(state.verifier) if state else None
@@ -273,16 +295,13 @@ class WalletFlow:
             return pages._refused(request, "state_invalid", "unknown or expired request", retry)
         if limited := await pages._rate_limited(request, "wallet-status"):
             return limited
-        binding = challenge_binding(self.binding_key, challenge.state)
         try:
-            pending = await self.store.take(_PENDING, binding)
+            data = await self.store.take(
+                _OUTCOMES, challenge_binding(self.binding_key, challenge.state)
+            )
         except StoreUnavailable:
             return pages._store_down(request)
-        if pending is None:
+        if data is None:
             offer = self._offer(pages, verifier, sealed, state)
             return _response(200, wallet_wait_page(offer, state.min_age))
-        kind, _, value = pending.decode("ascii", "replace").partition(":")
-        if kind == "code" and _CODE.fullmatch(value):
-            return _response(303, headers=[("location", f"{COMPLETE_PATH}?response_code={value}")])
-        reason = value if _REASON.fullmatch(value) else "wallet_error"
-        return pages._refused(request, reason, "your wallet did not confirm your age", retry)
+        return self._finish(pages, request, challenge, data, retry, now)

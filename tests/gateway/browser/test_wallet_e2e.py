@@ -97,14 +97,18 @@ def test_cross_device_browser_polls_until_the_wallet_answers(site: WalletSite) -
     assert "http-equiv=refresh" in waiting.text
     assert "data:image/svg+xml" in waiting.text
     wallet_request = parse_request(challenge.request_uri)
-    status, _ = submit(wallet_request, site.wallet.answer(wallet_request))
+    status, body = submit(wallet_request, site.wallet.answer(wallet_request))
     assert status == 200
-    moved = browser_get(site.gw, challenge.wait_url, challenge.cookie)
-    assert moved.status == 303
-    done = browser_get(site.gw, moved.header("location") or "", challenge.cookie)
-    assert done.status == 303, done.text
+    done = browser_get(site.gw, challenge.wait_url, challenge.cookie)
+    assert done.status == 303, done.text  # the waiting page finishes by itself
+    assert done.header("location") == "/echo/wine/red"
     cookie = session_cookie(done.header_list("set-cookie"))
     assert cookie
+    # The wallet's response_code is now spent for this browser too.
+    again = browser_get(site.gw, body["redirect_uri"].removeprefix(site.gw.public_origin),
+                        challenge.cookie)  # fmt: skip
+    assert again.status == 400
+    assert "response_code_unknown" in again.text
     status_code, upstream_headers = protected_page(site, cookie)
     assert (status_code, upstream_headers["x-agegate-age-over"]) == (200, "18")
 
