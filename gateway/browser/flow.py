@@ -1,5 +1,8 @@
 """The ``/.agegate/`` endpoints (SPEC §6): verify, callback, status, logout.
 
+Wallet verifiers (OpenID4VP) add ``/.agegate/wallet`` and ``/.agegate/wallet/status``
+and answer their callback in :mod:`gateway.browser.wallet`.
+
 Starlette serves these pages; they are off the hot path.  The challenge
 cookie (AEAD, 10 minutes) binds ``nonce``, ``state`` and the return path to
 the visitor's browser: the provider's ``form_post`` back to us is cross-site
