@@ -117,7 +117,11 @@ class WalletFlow:
         query = verifier.credential_query(QUERY_ID, state.min_age)
         uri = request_uri(response_uri, state.nonce, sealed, query)
         wait = f"{STATUS_PATH}?{urlencode({'verifier': verifier.name, 'state': sealed})}"
-        return WalletOffer(verifier.name, verifier.label, uri, wait)
+        web = None
+        if verifier.wallet_url:
+            joiner = "&" if "?" in verifier.wallet_url else "?"
+            web = verifier.wallet_url + joiner + uri.partition("?")[2]
+        return WalletOffer(verifier.name, verifier.label, uri, wait, web)
 
     def offer_items(self, pages: FlowPages, challenge: ChallengeState) -> list[str]:
         offers = (self.offer(pages, challenge, name) for name in challenge.verifiers)

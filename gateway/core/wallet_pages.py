@@ -30,6 +30,7 @@ class WalletOffer:
     label: str
     request_uri: str  # openid4vp://?…
     wait_url: str  # the page that waits for the wallet's answer (cross-device)
+    web_url: str | None = None  # the same request to a web wallet, when the verifier has one
 
 
 def qr_data_uri(text: str) -> str:
@@ -38,11 +39,17 @@ def qr_data_uri(text: str) -> str:
 
 
 def wallet_item(offer: WalletOffer) -> str:
-    """The ``<li>`` for one wallet verifier: app link, QR code, and the waiting link."""
+    """The ``<li>`` for one wallet verifier: app link, web wallet, QR code, waiting link."""
+    web = (
+        f"<p><a class='button secondary' href='{escape(offer.web_url)}' data-web-wallet>"
+        f"{escape(offer.label)}: use the web wallet</a></p>"
+        if offer.web_url
+        else ""
+    )
     return (
         f"<li data-verifier='{escape(offer.name)}'>"
         f"<a class=button href='{escape(offer.request_uri)}' rel=noopener "
-        f"data-openid4vp>{escape(offer.label)}: open my wallet app</a>"
+        f"data-openid4vp>{escape(offer.label)}: open my wallet app</a>{web}"
         f"<p class=note><small>Wallet on another device? Scan this code with it, then "
         f"<a href='{escape(offer.wait_url)}'>continue here</a>.</small></p>"
         f"<img src='{qr_data_uri(offer.request_uri)}' alt='QR code for your wallet app' "

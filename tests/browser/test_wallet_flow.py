@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.browser import Browser
+from tests.browser.test_demo_flow import ADULT, CHILD, type_birth_date
+from tests.support.browser import Browser, DemoStack
 from tests.support.upstream import UpstreamServer
 from tests.support.wallet import WalletSite
 from verifiers.reference.wallet import parse_request, submit
@@ -53,3 +54,36 @@ def test_cross_device_wallet_in_chromium(site: WalletSite, launch: Callable[...,
     headers = {k.lower(): v for k, v in echoed["headers"]}
     assert headers["x-agegate-age-over"] == "18"
     browser.snap("protected-page")
+
+
+def test_demo_web_wallet_gets_through(stack: DemoStack, launch: Callable[..., Browser]) -> None:
+    """``make demo``: the simulated EU wallet answers the OpenID4VP request, no phone needed."""
+    browser = launch(stack)
+    browser.open(stack.url("/wine/red"))
+    web = browser.css("a[data-web-wallet]")
+    href = web.get_attribute("href") or ""
+    assert href.startswith(f"{stack.verifier_origin}/wallet?client_id=redirect_uri%3A")
+    assert browser.css("a[data-openid4vp]").get_attribute("href").startswith("openid4vp://")
+    with browser.navigation():
+        web.click()
+    assert browser.text("h1") == "Simulated EU wallet"
+    browser.snap("simulated-wallet")
+    type_birth_date(browser, ADULT)
+    with browser.navigation():
+        browser.css("button[name=action][value=share]").click()
+    assert browser.path == "/wine/red"
+    assert browser.status_json(stack)["age_over"] == [18]
+    browser.snap("wine-after-wallet")
+
+
+def test_demo_web_wallet_refuses_a_child(stack: DemoStack, launch: Callable[..., Browser]) -> None:
+    browser = launch(stack)
+    browser.open(stack.url("/wine/red"))
+    with browser.navigation():
+        browser.css("a[data-web-wallet]").click()
+    type_birth_date(browser, CHILD)
+    with browser.navigation():
+        browser.css("button[name=action][value=share]").click()
+    assert browser.document_status() == 403
+    assert "not available to you" in browser.text("h1")
+    assert browser.status_json(stack)["verified"] is False

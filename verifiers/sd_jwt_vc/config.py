@@ -21,7 +21,7 @@ __all__ = ["SdJwtVcConfig", "parse_config"]
 
 _OWN_KEYS = frozenset(
     {"vct", "issuers", "jwks_uri", "jwks_file", "trust_anchors", "algorithms", "linkability",
-     "status_list", "max_kb_age", "jwks_max_stale", "claim"}
+     "status_list", "max_kb_age", "jwks_max_stale", "claim", "wallet_url"}
 )  # fmt: skip
 _CLAIM_STYLES = ("age_equal_or_over", "age_over")
 
@@ -41,6 +41,7 @@ class SdJwtVcConfig(VerifierConfig):
     max_kb_age: float  # seconds a KB-JWT's iat may lie in the past
     jwks_max_stale: float
     claim: str  # which claim the DCQL query asks for: age_equal_or_over.NN or age_over_NN
+    wallet_url: str | None  # a web wallet offered beside openid4vp:// (https, or loopback http)
 
 
 def _strings(config: Mapping[str, Any], key: str, *, required: bool) -> frozenset[str]:
@@ -119,4 +120,5 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> S
         max_kb_age=max_kb_age,
         jwks_max_stale=optional_duration(config, "jwks_max_stale") or 3600.0,
         claim=str(claim),
+        wallet_url=provider_url(config, "wallet_url"),
     )

@@ -93,6 +93,7 @@ class SdJwtVcVerifier(WalletVerifier):
     def __init__(self, name: str, config: Mapping[str, Any], services: VerifierServices) -> None:
         self.config: SdJwtVcConfig = parse_config(name, config, services.base_dir)
         super().__init__(name, self.config)
+        self.wallet_url = self.config.wallet_url
         self._algorithms = signature_algorithms(self.config.algorithms)
         jwks = None
         if self.config.jwks_uri or self.config.jwks_file:
