@@ -4,7 +4,7 @@
 
     GatewayApp (ASGI, lifespan: Runtime and Proxy start / close)
     ├── Gate              hot path, raw ASGI: host → canonical path → decide → Proxy
-    │   └── flow          /.agegate/* (Starlette): verify, callback, status, logout
+    │   └── flow          /.agegate/* (Starlette): verify, callback, status, logout, wallet
     ├── .admin            AdminApp on admin_listen: healthz, readyz, metrics, policy
     │                     (+ /.agegate/authz when authz_listen is not set)
     └── .authz            AuthzApp, forward-auth decisions (on authz_listen when set)
@@ -17,6 +17,8 @@ import logging
 from gateway.admin import AdminApp
 from gateway.authz.endpoint import AUTHZ_PATH, AuthzApp
 from gateway.browser.flow import FlowPages, build_flow_app
+from gateway.browser.openid4vp import WalletStateCodec
+from gateway.browser.wallet import WalletFlow
 from gateway.core.problem import send_problem
 from gateway.decision.evaluate import Evaluator
 from gateway.decision.responses import Responder
@@ -24,6 +26,7 @@ from gateway.observability import log_event
 from gateway.proxy.forward import Proxy
 from gateway.proxy.handler import Gate
 from gateway.runtime import Runtime
+from gateway.session.nonces import derive_key
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -121,6 +124,12 @@ def _deciders(runtime: Runtime) -> tuple[Evaluator, Responder]:
 
 def _flow(runtime: Runtime) -> ASGIApp:
     """The ``/.agegate/`` pages, given what they use of the runtime."""
+    settings = runtime.settings
+    wallet = WalletFlow(
+        codec=WalletStateCodec(settings.session_keys, settings.audience),
+        store=runtime.store,
+        binding_key=derive_key(settings.session_keys[0], "openid4vp-binding"),
+    )
     return build_flow_app(
         FlowPages(
             settings=runtime.settings,
@@ -132,5 +141,6 @@ def _flow(runtime: Runtime) -> ASGIApp:
             limiter=runtime.limiter,
             replay=runtime.store,
             metrics=runtime.metrics,
+            wallet=wallet,
         )
     )

@@ -80,6 +80,14 @@ class VerificationError(AgegateError):
     OpenID Connect adds ``provider_unavailable`` (the provider cannot be reached or
     answers 5xx) and ``code_rejected`` (its token endpoint refused the code: used,
     expired, or a PKCE verifier that does not match).
+    SD-JWT VC adds ``untrusted_chain`` (an ``x5c`` chain reaching no trust
+    anchor), ``wrong_vct``, ``missing_key_binding`` (no KB-JWT / device
+    signature, or no holder key), ``bad_key_binding`` (it does not verify),
+    ``stale_key_binding``, ``sd_hash_mismatch``, ``digest_mismatch`` (a
+    disclosure or element matching no signed digest), ``extra_disclosure``
+    (an element other than the age claim disclosed), ``linkable_credential``
+    (:mod:`verifiers.linkability`), ``status_unavailable`` and ``revoked``
+    (:mod:`verifiers.status_list`).
     """
 
     def __init__(self, reason: str, detail: str | None = None):

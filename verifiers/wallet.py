@@ -33,6 +33,10 @@ WALLET_EXTRA = ("client_id", "response_uri")
 class WalletVerifier(Verifier):
     """A verifier whose presentations arrive from a wallet over OpenID4VP ``direct_post``."""
 
+    wallet_url: str | None = None
+    """An ``https`` wallet entry point offered beside ``openid4vp://`` (a web wallet, or the
+    demo's simulated one), called with the same request parameters; None offers none."""
+
     @abc.abstractmethod
     def credential_query(self, query_id: str, min_age: int) -> Mapping[str, Any]:
         """One DCQL Credential Query (``id`` = ``query_id``, ``format``, ``meta``, ``claims``).

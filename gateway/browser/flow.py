@@ -1,5 +1,8 @@
 """The ``/.agegate/`` endpoints (SPEC §6): verify, callback, status, logout.
 
+Wallet verifiers (OpenID4VP) add ``/.agegate/wallet`` and ``/.agegate/wallet/status``
+and answer their callback in :mod:`gateway.browser.wallet`.
+
 Starlette serves these pages; they are off the hot path.  The challenge
 cookie (AEAD, 10 minutes) binds ``nonce``, ``state`` and the return path to
 the visitor's browser: the provider's ``form_post`` back to us is cross-site
@@ -17,12 +20,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.browser.forms import (
     FormRefused,
@@ -61,12 +65,17 @@ from gateway.session.codec import (
 from gateway.session.revocation import SessionRevocation
 from gateway.settings import Settings
 from verifiers.base import (
+    AgeAssertion,
     ChallengeContext,
     Presentation,
     ReplayGuard,
     VerificationError,
     Verifier,
 )
+from verifiers.wallet import WalletVerifier
+
+if TYPE_CHECKING:
+    from gateway.browser.wallet import WalletFlow
 
 __all__ = ["FlowPages", "build_flow_app"]
 
@@ -86,12 +95,14 @@ _BODY_READ = "agegate.body_read"
 
 def build_flow_app(flow: FlowPages) -> Starlette:
     """The Starlette app for ``/.agegate/*`` (paths arrive already canonical)."""
-    routes = [
+    routes: list[BaseRoute] = [
         Route(f"{AGEGATE_PREFIX}/verify", flow.verify, methods=["GET", "HEAD"]),
         Route(f"{AGEGATE_PREFIX}/callback/{{verifier}}", flow.callback, methods=["GET", "POST"]),
         Route(f"{AGEGATE_PREFIX}/status", flow.status, methods=["GET", "HEAD"]),
         Route(f"{AGEGATE_PREFIX}/logout", flow.logout, methods=["POST"]),
     ]
+    if flow.wallet is not None:
+        routes += flow.wallet.routes(flow)
     app = Starlette(routes=routes)
     app.add_exception_handler(404, flow.not_found)
     app.add_exception_handler(405, flow.not_allowed)
@@ -147,6 +158,8 @@ class FlowPages:
     limiter: RateLimiter
     replay: ReplayGuard
     metrics: Metrics
+    # The OpenID4VP flow for wallet verifiers (gateway/browser/wallet.py); None offers none.
+    wallet: WalletFlow | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -234,6 +247,7 @@ class FlowPages:
             expires_at=now + CHALLENGE_TTL,
         )
         buttons = self._buttons(state)
+        wallets = self.wallet.offer_items(self, state) if self.wallet else []
         cookie = set_cookie(
             CHALLENGE_COOKIE,
             self.challenges.seal(state),
@@ -244,7 +258,9 @@ class FlowPages:
         expired = session is None and self.sessions.expired(
             get_cookie(request.scope["headers"], SESSION_COOKIE), now
         )
-        page = challenge_page(requirement.min_age, buttons, return_path, expired=expired)
+        page = challenge_page(
+            requirement.min_age, buttons, return_path, expired=expired, wallets=wallets
+        )
         return _response(200, page, cookies=[cookie])
 
     def _buttons(self, state: ChallengeState) -> list[VerifierButton]:
@@ -296,6 +312,11 @@ class FlowPages:
                 check_form_head(request.scope["headers"])
             except FormRefused as exc:
                 return self._form_refused(request, exc)
+        if isinstance(verifier, WalletVerifier):
+            # A wallet's direct_post: no browser cookie comes with it (see wallet.py).
+            if self.wallet is None:
+                return _problem(request, 404, "unknown_verifier", "no such verifier")
+            return await self.wallet.direct_post(self, request, verifier)
         verify_url = f"{AGEGATE_PREFIX}/verify"
         challenge = self.challenges.open(
             get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now
@@ -363,19 +384,31 @@ class FlowPages:
             return self._refused(request, exc.reason, "the age proof was not accepted", retry)
         except StoreUnavailable:
             return self._store_down(request)
+        return self._start_session(request, challenge, assertion, verifier, now)
+
+    def _start_session(
+        self,
+        request: Request,
+        challenge: ChallengeState,
+        assertion: AgeAssertion,
+        verifier: Verifier,
+        now: float,
+    ) -> Response:
+        """Set the session for a verified assertion (or refuse it) and clear the challenge."""
+        retry = f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
         route = self._decide_for(request, challenge.return_path, None, now)
         claims, max_age = session_claims(assertion, verifier, route.requirement, now=now)
         result = self._decide_for(request, challenge.return_path, claims, now)
         clear = clear_cookie(CHALLENGE_COOKIE, same_site="None")
         if result.outcome is Outcome.DENY and result.reason == "proven_under":
-            log_event("callback_refused", verifier=name, reason="proven_under")
+            log_event("callback_refused", verifier=verifier.name, reason="proven_under")
             return _response(403, refusal_page(challenge.min_age), cookies=[clear])
         if result.outcome is not Outcome.ALLOW:
             return self._refused(
                 request, result.reason, "the proof does not meet what this page requires", retry
             )
         cookie = set_cookie(SESSION_COOKIE, self.sessions.seal(claims), max_age=max_age)
-        log_event("session_started", verifier=name, rule=result.rule)
+        log_event("session_started", verifier=verifier.name, rule=result.rule)
         return _response(
             303, headers=[("location", challenge.return_path)], cookies=[cookie, clear]
         )

@@ -82,10 +82,15 @@ class VerifierButton:
     url: str
 
 
-def page(title: str, body: str) -> bytes:
-    """A complete HTML document around ``body`` (which must already be escaped)."""
+def page(title: str, body: str, *, refresh: int | None = None) -> bytes:
+    """A complete HTML document around ``body`` (which must already be escaped).
+
+    ``refresh`` reloads the page after that many seconds (``<meta http-equiv=refresh>``:
+    polling without script, which the CSP does not allow).
+    """
+    reload = f"<meta http-equiv=refresh content={int(refresh)}>" if refresh else ""
     return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>{reload}"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f'<title>{escape(title)}</title><link rel=icon href="{FAVICON}">'
         f"<style>{_STYLE}</style></head>"
@@ -99,13 +104,18 @@ def challenge_page(
     return_path: str,
     *,
     expired: bool = False,
+    wallets: Sequence[str] = (),
 ) -> bytes:
-    """The page a visitor sees on a protected route: what the site learns, and how to prove it."""
+    """The page a visitor sees on a protected route: what the site learns, and how to prove it.
+
+    ``wallets`` are ready ``<li>`` items for wallet verifiers
+    (:func:`gateway.core.wallet_pages.wallet_item`).
+    """
     items = "".join(
         f"<li><a class=button href='{escape(b.url)}' data-verifier='{escape(b.name)}'>"
         f"{escape(b.label)}</a></li>"
         for b in buttons
-    )
+    ) + "".join(wallets)
     if not items:
         items = (
             "<li class=note>No way to prove age is configured for this page. "

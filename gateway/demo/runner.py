@@ -35,11 +35,13 @@ import yaml
 
 from gateway.session.keys import generate_key_line
 from verifiers.reference.issuer import load_issuer_keys
+from verifiers.reference.sd_jwt_issuer import TEST_VCT, ReferenceCa
 from verifiers.sdk import generate_signing_key, signing_key_pem
 
 __all__ = [
     "PP_VERIFIER_NAME",
     "VERIFIER_NAME",
+    "WALLET_VERIFIER_NAME",
     "DemoFiles",
     "DemoPorts",
     "default_policy",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 VERIFIER_NAME = "reference-token"
+# A simulated EU wallet (SD-JWT VC over OpenID4VP) served by the reference service.
+WALLET_VERIFIER_NAME = "eu-wallet"
 # The reference service is also a Privacy Pass issuer; one key per threshold.
 PP_VERIFIER_NAME = "reference-pp"
 PP_THRESHOLDS = (18, 21)
@@ -94,6 +98,7 @@ class DemoFiles:
     session_keys: Path
     signing_key: Path
     pp_keys: Path | None = None  # the reference issuer's Privacy Pass keys
+    wallet_ca_key: Path | None = None  # the simulated wallet's test CA key (its cert: anchor)
 
 
 def demo_ports(
@@ -165,11 +170,23 @@ def write_demo_files(
         "authorize_url": f"{ports.issuer}/pp/authorize",
         "assurance_level": "basic",
     }
+    wallet_ca = ReferenceCa()
+    wallet_ca_key = directory / "wallet-ca.key.pem"
+    _write_private(wallet_ca_key, signing_key_pem(wallet_ca.key).decode("ascii"))
+    (directory / "wallet-ca.pem").write_bytes(wallet_ca.pem())
+    wallet: dict[str, Any] = {
+        "kind": "sd-jwt-vc",
+        "label": "EU wallet (simulated, development only)",
+        "vct": [TEST_VCT],
+        "trust_anchors": "wallet-ca.pem",
+        "wallet_url": f"{ports.issuer}/wallet",
+        "assurance_level": "basic",
+    }
     if session_ttl is not None:
         if session_ttl <= 0:
             raise ValueError("session_ttl must be a positive number of seconds")
-        verifier["max_session_ttl"] = f"{session_ttl:g}s"
-        privacy_pass["max_session_ttl"] = f"{session_ttl:g}s"
+        for each in (verifier, privacy_pass, wallet):
+            each["max_session_ttl"] = f"{session_ttl:g}s"
     settings = {
         "listen": f"{_HOST}:{ports.gateway}",
         "admin_listen": f"{_HOST}:{ports.admin}",
@@ -180,12 +197,16 @@ def write_demo_files(
         "session_keys_file": session_keys.name,
         "store": "memory://",
         "policy": str(policy.resolve()),
-        "verifiers": {VERIFIER_NAME: verifier, PP_VERIFIER_NAME: privacy_pass},
+        "verifiers": {
+            VERIFIER_NAME: verifier,
+            PP_VERIFIER_NAME: privacy_pass,
+            WALLET_VERIFIER_NAME: wallet,
+        },
         "log": {"format": "text", "level": "info"},
     }
     header = "# agegate demo settings: throwaway, removed when the demo stops.\n"
     config.write_text(header + yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
-    return DemoFiles(directory, config, session_keys, signing_key, pp_keys)
+    return DemoFiles(directory, config, session_keys, signing_key, pp_keys, wallet_ca_key)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -211,6 +232,8 @@ def demo_commands(
             "--log-level", "warning",
             "--client", f"{ports.origin}={ports.origin}/.agegate/callback/{PP_VERIFIER_NAME}",
             *(["--pp-keys-dir", str(files.pp_keys)] if files.pp_keys else []),
+            "--client", f"{ports.origin}={ports.origin}/.agegate/callback/{WALLET_VERIFIER_NAME}",
+            *(["--wallet-ca-key", str(files.wallet_ca_key)] if files.wallet_ca_key else []),
         ],
         "gateway": [python, "-m", "gateway.cli.main", "run", "--config", str(files.config)],
     }  # fmt: skip
@@ -290,6 +313,8 @@ agegate demo is running (development keys in {files.directory}, removed on exit)
   - an adult date of birth (e.g. 1990-01-01): you get in; the page shows the only
     facts the shop received (X-Agegate-Age-Over, X-Agegate-Assurance);
   - a child's date (e.g. 2015-01-01) in a private window: you are refused;
+  - "EU wallet (simulated)": the OpenID4VP flow without a phone (the web wallet
+    button), or scan the QR code with a real EU wallet (it will not trust the demo CA);
   - {origin}/.agegate/status to see what your session proves;
   - the "log out" button on a wine page (POST /.agegate/logout), then /wine/red again;
   - curl -i {origin}/api/wine  (API clients get 401 with a WWW-Authenticate challenge).

@@ -2,7 +2,11 @@
 
 Both stores keep only HMACs of what they are given (:func:`record_digest`),
 never a raw token id, nonce or client address, so a dump of Redis or of
-process memory discloses nothing linkable (SPEC §8).
+process memory discloses nothing linkable (SPEC §8).  :meth:`Store.put` and
+:meth:`Store.take` hand a short-lived value from one request to another (the
+OpenID4VP outcome a wallet's ``direct_post`` leaves for the browser); the
+key is HMAC'd like every record, and the value is what the caller chose to
+keep (no credential, no identity).
 A store that cannot answer raises :class:`~gateway.errors.StoreUnavailable`:
 callers fail closed.  Redis is consulted while verifying a presentation,
 rate-limiting ``/.agegate/`` endpoints and recording a logout, never for a
@@ -79,6 +83,17 @@ class Store(Protocol):
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
         """Count one request in ``bucket``; at most ``limit`` per fixed ``window`` seconds."""
+        ...
+
+    async def put(self, namespace: str, key: str, value: bytes, expires_at: float) -> bool:
+        """Keep ``value`` under ``key`` until ``expires_at`` (no margin); False, and nothing
+        changed, when ``key`` already holds a live value.  Only an HMAC of ``key`` is stored;
+        ``value`` is stored as given, so it must hold nothing identifying."""
+        ...
+
+    async def take(self, namespace: str, key: str) -> bytes | None:
+        """The live value under ``key``, removed in the same step (at most one caller gets
+        it); None when there is none."""
         ...
 
     async def ping(self) -> bool:

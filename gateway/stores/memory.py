@@ -50,6 +50,8 @@ class MemoryStore:
         self._expiry_heap: list[tuple[float, str]] = []
         # digest -> (window start, count), least recently used first (evicted first)
         self._buckets: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # digest -> (value, forget after): short hand-overs between requests (put / take)
+        self._values: dict[str, tuple[bytes, float]] = {}
         self._closed = False
 
     @property
@@ -122,6 +124,32 @@ class MemoryStore:
             return RateDecision(allowed=False, retry_after=max(start + window - now, 0.0))
         return RateDecision(allowed=True, retry_after=0.0)
 
+    async def put(self, namespace: str, key: str, value: bytes, expires_at: float) -> bool:
+        """Keep ``value`` until ``expires_at``; False when a live value is already there."""
+        self._check_open()
+        if not math.isfinite(expires_at):
+            raise ValueError("expires_at must be a finite time")
+        now = self._clock()
+        digest = record_digest(self._key, f"value:{namespace}", key)
+        held = self._values.get(digest)
+        if held is not None and held[1] > now:
+            return False
+        if len(self._values) >= self._max_records:
+            # Values live minutes: drop the expired ones; if all are live, fail closed.
+            self._values = {d: v for d, v in self._values.items() if v[1] > now}
+            if len(self._values) >= self._max_records:
+                raise StoreUnavailable("the in-memory store is full")
+        self._values[digest] = (bytes(value), expires_at)
+        return True
+
+    async def take(self, namespace: str, key: str) -> bytes | None:
+        """The live value under ``key``, removed; None when absent or expired."""
+        self._check_open()
+        held = self._values.pop(record_digest(self._key, f"value:{namespace}", key), None)
+        if held is None or held[1] <= self._clock():
+            return None
+        return held[0]
+
     async def ping(self) -> bool:
         """True until closed."""
         return not self._closed
@@ -132,6 +160,7 @@ class MemoryStore:
         self._records.clear()
         self._expiry_heap.clear()
         self._buckets.clear()
+        self._values.clear()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -2,7 +2,9 @@
 
 Keys are ``agegate:used:<hmac>`` (replay records), ``agegate:revoked:<hmac>``
 (logged-out sessions, their own prefix so a catch-up ``SCAN`` reads only
-them) and ``agegate:rate:<hmac>``; the value of a record is ``1``.  A logout
+them) and ``agegate:rate:<hmac>``; the value of a record is ``1``.
+``agegate:value:<hmac>`` holds what :meth:`RedisStore.put` was given
+(``SET NX PX``), read and deleted at once by :meth:`RedisStore.take` (``GETDEL``).  A logout
 is also published on the channel ``agegate:revocations:<db>`` (channels are
 server-wide, not per database) as ``<hmac> <ttl ms>``.  Nothing else is
 written, so neither a ``SCAN`` nor a subscriber sees a token id, nonce,
@@ -242,6 +244,23 @@ class RedisStore:
         if count > limit:
             return RateDecision(allowed=False, retry_after=max(ttl_ms, 0) / 1000.0)
         return RateDecision(allowed=True, retry_after=0.0)
+
+    async def put(self, namespace: str, key: str, value: bytes, expires_at: float) -> bool:
+        """``SET value:<hmac> <value> NX PX <ttl>``; False when the key already exists."""
+        if not math.isfinite(expires_at):
+            raise ValueError("expires_at must be a finite time")
+        digest = record_digest(self._key, f"value:{namespace}", key)
+        ttl_ms = max(math.ceil((expires_at - self._clock()) * 1000), 1)
+        name = f"{self._prefix}value:{digest}"
+        created = await self._call(lambda: self._client.set(name, value, nx=True, px=ttl_ms))
+        return bool(created)
+
+    async def take(self, namespace: str, key: str) -> bytes | None:
+        """``GETDEL value:<hmac>``: one round trip, so two callers never both get the value."""
+        digest = record_digest(self._key, f"value:{namespace}", key)
+        name = f"{self._prefix}value:{digest}"
+        reply = await self._call(lambda: self._client.getdel(name))
+        return reply if isinstance(reply, bytes) else None
 
     async def ping(self) -> bool:
         """True when Redis answers ``PING`` within the deadline; never raises."""

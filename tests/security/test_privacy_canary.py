@@ -37,6 +37,7 @@ from gateway.plugins import installed_kinds
 from tests.security.canary import Run, Setup, canary, visitor_headers
 from tests.security.canary_oidc import drive_oidc, prepare_oidc
 from tests.security.canary_privacy_pass import drive_privacy_pass, prepare_privacy_pass
+from tests.security.canary_sd_jwt_vc import drive_sd_jwt_vc, prepare_sd_jwt_vc
 from tests.security.support import HTML, api_nonce, browser_challenge, callback, get
 from tests.support.gateway import GatewayProcess, cookie_value, session_cookie
 from tests.support.net import free_port
@@ -149,6 +150,7 @@ DRIVERS: dict[str, Driver] = {
     "age-token": Driver(prepare_age_token, drive_age_token),
     "privacy-pass": Driver(prepare_privacy_pass, drive_privacy_pass),
     "oidc": Driver(prepare_oidc, drive_oidc),
+    "sd-jwt-vc": Driver(prepare_sd_jwt_vc, drive_sd_jwt_vc),
 }
 
 

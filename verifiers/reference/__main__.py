@@ -58,6 +58,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="ages to keep a Privacy Pass key for (comma-separated, default 18,21)",
     )
     parser.add_argument(
+        "--wallet-ca-key",
+        type=Path,
+        help="PEM EC key of the simulated EU wallet's test CA: serves /wallet",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     return parser.parse_args(argv)
@@ -82,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             token_lifetime=args.token_lifetime,
             assurance_level=args.assurance_level,
             pp_keys=pp_keys,
+            wallet_ca_key=(
+                load_signing_key(args.wallet_ca_key.read_bytes()) if args.wallet_ca_key else None
+            ),
         )
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 from html import escape
 from urllib.parse import urlencode, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -49,6 +50,8 @@ from verifiers.reference.params import (
     parse_authorize_request,
     parse_birth_date,
 )
+from verifiers.reference.sd_jwt_issuer import ReferenceCa, ReferenceSdJwtIssuer
+from verifiers.reference.web_wallet import WebWallet
 from verifiers.sdk import (
     PrivateKey,
     algorithm_for,
@@ -81,6 +84,8 @@ class ReferenceConfig:
     form_ttl: float = 600
     # Privacy Pass issuer keys (one per age threshold); none: no issuer endpoints.
     pp_keys: tuple[IssuerKey, ...] = ()
+    # The test CA key of the simulated EU wallet (/wallet); None: no wallet pages.
+    wallet_ca_key: PrivateKey | None = None
     clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
@@ -292,6 +297,14 @@ def build_reference_app(config: ReferenceConfig) -> Starlette:
             pages=handlers.pages,
         )
         routes += issuer.routes()
+    if config.wallet_ca_key is not None:
+        if not isinstance(config.wallet_ca_key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the wallet CA key must be an EC key")
+        wallet_issuer = ReferenceSdJwtIssuer(
+            issuer=config.issuer, ca=ReferenceCa(key=config.wallet_ca_key)
+        )
+        pages = handlers.pages
+        routes += WebWallet(wallet_issuer, config.clients, pages, config.clock).routes()
     app = Starlette(routes=routes)
     app.add_middleware(_AccessLog, logger=logging.getLogger(ACCESS_LOGGER))
     return app

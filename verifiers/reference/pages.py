@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse
 
 __all__ = ["Pages", "Raw", "ages_phrase", "origin_of", "post_back_intro"]
 
-_TEMPLATES = ("layout", "authorize", "form_post", "error", "index")
+_TEMPLATES = ("layout", "authorize", "form_post", "error", "index", "wallet")
 
 
 class Raw(str):

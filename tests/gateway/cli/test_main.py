@@ -125,6 +125,7 @@ def write_config(tmp_path: Path, **extra: object) -> Path:
                 "issuer_name": "issuer.test",
                 "token_keys": {"18": "pp/pp-18.spki.pem"},
             },
+            "eu-wallet": {"kind": "sd-jwt-vc", "vct": ["urn:test"], "jwks_file": "jwks.json"},
         },
         **extra,
     }

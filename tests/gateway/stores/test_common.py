@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from typing import Any
 
 import pytest
 
@@ -172,3 +173,44 @@ async def test_revocation_on_a_closed_memory_store_is_unavailable() -> None:
         await store.is_revoked(DIGEST_A)
     with pytest.raises(StoreUnavailable):
         await store.revoke(DIGEST_A, NOW)
+
+
+async def test_put_then_take_hands_the_value_over_once(store: Store) -> None:
+    assert await store.put("wallet-outcome", "code-1", b"outcome", time.time() + 300)
+    assert await store.take("wallet-outcome", "code-1") == b"outcome"
+    assert await store.take("wallet-outcome", "code-1") is None
+
+
+async def test_put_does_not_overwrite_a_live_value(store: Store) -> None:
+    assert await store.put("wallet-outcome", "code-2", b"first", time.time() + 300)
+    assert not await store.put("wallet-outcome", "code-2", b"second", time.time() + 300)
+    assert await store.take("wallet-outcome", "code-2") == b"first"
+
+
+async def test_take_is_scoped_by_namespace(store: Store) -> None:
+    assert await store.put("a", "same-key", b"in a", time.time() + 300)
+    assert await store.take("b", "same-key") is None
+    assert await store.take("a", "same-key") == b"in a"
+
+
+async def test_concurrent_takes_give_the_value_to_one_caller(store: Store) -> None:
+    assert await store.put("wallet-outcome", "code-3", b"once", time.time() + 300)
+    results = await asyncio.gather(*(store.take("wallet-outcome", "code-3") for _ in range(8)))
+    assert [r for r in results if r is not None] == [b"once"]
+
+
+async def test_put_stores_the_key_only_as_an_hmac(redis_stores: Any) -> None:
+    store = redis_stores()
+    assert await store.put("wallet-outcome", "raw-response-code", b"v", time.time() + 60)
+    keys = [k async for k in store._client.scan_iter(match=b"agegate:value:*")]
+    assert keys and all(b"raw-response-code" not in k for k in keys)
+    assert await store.take("wallet-outcome", "raw-response-code") == b"v"
+
+
+async def test_memory_take_after_expiry_is_none() -> None:
+    clock = FakeClock()
+    memory = MemoryStore(HMAC_KEY, clock=clock)
+    assert await memory.put("n", "k", b"v", clock.now + 10)
+    clock.advance(11)
+    assert await memory.take("n", "k") is None
+    assert await memory.put("n", "k", b"again", clock.now + 10)

@@ -1,0 +1,126 @@
+"""A simulated EU wallet as web pages of the reference service: ``make demo`` without a phone.
+
+``GET /wallet?<OpenID4VP request parameters>`` shows what the site asks;
+``POST /wallet`` issues a fresh test SD-JWT VC for the date of birth given
+(from this service's test CA, never a real credential), answers the DCQL
+query with only the age disclosure and a KB-JWT (:mod:`verifiers.reference.wallet`),
+posts it ``direct_post`` to the gateway, and sends the browser on to the
+``redirect_uri`` the gateway answered.  Only ``response_uri`` origins of
+registered clients are accepted, so this page cannot be made to POST anywhere
+else.  Development only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from verifiers.reference.pages import Pages, Raw, origin_of
+from verifiers.reference.params import age_over, parse_birth_date
+from verifiers.reference.sd_jwt_issuer import ReferenceSdJwtIssuer
+from verifiers.reference.wallet import AuthorizationRequest, Wallet, parse_request, submit
+
+__all__ = ["WebWallet"]
+
+
+class WebWallet:
+    """The ``/wallet`` pages, issuing from ``issuer`` to sites registered in ``clients``."""
+
+    def __init__(
+        self,
+        issuer: ReferenceSdJwtIssuer,
+        clients: Mapping[str, tuple[str, ...]],
+        pages: Pages,
+        clock: Callable[[], float],
+    ) -> None:
+        self.issuer = issuer
+        self.clients = clients
+        self.pages = pages
+        self.clock = clock
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/wallet", self.page, methods=["GET"]),
+            Route("/wallet", self.answer, methods=["POST"]),
+        ]
+
+    def _request(self, uri: str) -> tuple[AuthorizationRequest, int, str]:
+        """The request, the age asked and the claim name; ValueError when it is not ours."""
+        request = parse_request(uri)
+        if origin_of(request.response_uri) not in self.clients:
+            raise ValueError("This site is not registered with the reference service.")
+        if request.response_mode != "direct_post" or request.response_type != "vp_token":
+            raise ValueError("Only response_type=vp_token with direct_post is supported.")
+        queries = request.dcql_query.get("credentials", [])
+        if len(queries) != 1 or queries[0].get("format") != "dc+sd-jwt":
+            raise ValueError("The request asks for something this wallet does not hold.")
+        [claim] = queries[0].get("claims", [{}])
+        path = [str(part) for part in claim.get("path", [])]
+        age = path[-1].removeprefix("age_over_") if path else ""
+        if not age.isdigit() or not 0 < int(age) < 100:
+            raise ValueError("The request does not ask for an age.")
+        return request, int(age), ".".join(path)
+
+    def _refused(self, message: str) -> Response:
+        return self.pages.render(
+            "error",
+            title="Request refused",
+            status_code=400,
+            heading="This request cannot be handled",
+            message=message,
+        )
+
+    async def page(self, request: Request) -> Response:
+        uri = "openid4vp://?" + request.url.query
+        try:
+            wallet_request, min_age, claim = self._request(uri)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._refused(str(exc) if isinstance(exc, ValueError) else "Malformed request.")
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        return self.pages.render(
+            "wallet",
+            title="Simulated wallet",
+            form_action=(origin_of(wallet_request.response_uri),),
+            client=origin_of(wallet_request.response_uri),
+            min_age=min_age,
+            claim=claim,
+            action="/wallet",
+            request=uri,
+            today=today.isoformat(),
+            error=Raw(""),
+        )
+
+    async def answer(self, request: Request) -> Response:
+        async with request.form(max_files=0, max_fields=8) as form:
+            uri, action, birth = form.get("request"), form.get("action"), form.get("birth_date")
+        if not isinstance(uri, str):
+            return self._refused("The form is incomplete; start again from the site.")
+        try:
+            wallet_request, min_age, _ = self._request(uri)
+        except (ValueError, KeyError, TypeError):
+            return self._refused("Malformed request; start again from the site.")
+        if action == "decline":
+            await asyncio.to_thread(submit, wallet_request, None, error="access_denied")
+            return self._refused("You declined: the site was told only that.")
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        try:
+            born = parse_birth_date(birth if isinstance(birth, str) else None, today)
+        except ValueError as exc:
+            return self._refused(str(exc))
+        answers = age_over(born, today, [min_age])
+        del born, birth  # only the boolean goes any further
+        wallet = Wallet()
+        wallet.add("dc+sd-jwt", self.issuer.issue(wallet.holder_jwk(), age_over=answers))
+        status, body = await asyncio.to_thread(
+            submit, wallet_request, wallet.answer(wallet_request)
+        )
+        redirect = body.get("redirect_uri")
+        gateway = origin_of(wallet_request.response_uri)
+        if status != 200 or not isinstance(redirect, str) or not redirect.startswith(gateway + "/"):
+            return self._refused(f"The site refused the answer ({body.get('reason', status)}).")
+        return RedirectResponse(redirect, status_code=303, headers={"Cache-Control": "no-store"})
