@@ -38,6 +38,7 @@ from gateway.session.revocation import SessionRevocation
 from gateway.settings import Settings
 from gateway.stores import open_store
 from gateway.stores.base import RateDecision, Store
+from gateway.stores.redis_urls import RedisOptions
 from verifiers.base import VerificationError, Verifier, VerifierServices
 
 __all__ = [
@@ -191,7 +192,7 @@ class Runtime:
     def create(cls, settings: Settings) -> Runtime:
         """Build everything that needs no event loop; errors are ConfigError/PolicyError."""
         _require_keys(settings)
-        if settings.workers > 1 and not settings.store.startswith(("redis://", "rediss://")):
+        if settings.workers > 1 and settings.store.startswith("memory:"):
             raise ConfigError(
                 "more than one worker needs a shared store (redis://): the memory store "
                 "is one process, so a token replayed to another worker would pass",
@@ -216,7 +217,15 @@ class Runtime:
         audience = settings.audience
         sessions = SessionCodec(settings.session_keys, audience, on_invalid=count(SESSION_COOKIE))
         store_key = derive_key(master, "store-hmac")
-        store = open_store(settings.store, store_key)
+        store = open_store(
+            settings.store,
+            store_key,
+            RedisOptions(
+                settings.redis_max_connections,
+                settings.redis_connect_timeout,
+                settings.redis_socket_timeout,
+            ),
+        )
         return cls(
             settings=settings,
             metrics=metrics,
