@@ -9,21 +9,80 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 import redis
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.gateway import ISSUER, GatewayProcess
 from tests.support.net import free_port, wait_for_port
 from tests.support.process import stop_process
+from verifiers import sdk
 
-__all__ = ["ClusterNode", "JwksProvider", "Process", "SentinelServer", "UpstreamProcess"]
+__all__ = [
+    "ClusterNode",
+    "JwksProvider",
+    "Process",
+    "SentinelServer",
+    "UpstreamProcess",
+    "api_session",
+    "nonce_of",
+    "verify",
+    "wait_for",
+    "with_session",
+]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the gateway did not reach the expected state"
+        time.sleep(0.02)
+
+
+def nonce_of(gw: GatewayProcess) -> str:
+    """The nonce of a fresh API challenge."""
+    challenge = httpx.get(gw.url + "/echo/wine/red", timeout=10)
+    nonce = re.search(r'nonce="([^"]+)"', challenge.headers["www-authenticate"])
+    assert nonce, challenge.headers
+    return nonce.group(1)
+
+
+def verify(gw: GatewayProcess, signer: ec.EllipticCurvePrivateKey | None = None) -> httpx.Response:
+    """One API verification with a fresh token (from ``signer``, else the gateway's issuer)."""
+    token = sdk.issue_age_token(
+        signer or gw.signing_key,
+        issuer=ISSUER,
+        nonce=nonce_of(gw),
+        age_over={18: True},
+        audience=gw.public_origin,
+    )
+    auth = {"authorization": f"AgeToken {token}"}
+    return httpx.get(gw.url + "/echo/wine/red", headers=auth, timeout=10)
+
+
+def api_session(gw: GatewayProcess, signer: ec.EllipticCurvePrivateKey | None = None) -> str:
+    """A session cookie value from one age-token verification."""
+    answer = verify(gw, signer)
+    assert answer.status_code == 200, answer.text
+    cookie = answer.cookies.get("__Host-agegate")
+    assert cookie
+    return cookie
+
+
+def with_session(gw: GatewayProcess, cookie: str) -> int:
+    response = httpx.get(gw.url + "/echo/wine/red", headers={"cookie": f"__Host-agegate={cookie}"})
+    return response.status_code
 
 
 class Process:

@@ -14,7 +14,6 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.session.keys import generate_key_line
+from tests.operations.support import api_session, wait_for, with_session
 from tests.support.gateway import GatewayProcess
 from tests.support.upstream import UpstreamServer
 from verifiers import sdk
@@ -68,13 +68,6 @@ def replace_file(path: Path, text: str) -> None:
 def policy_in_force(gw: GatewayProcess) -> dict[str, object]:
     summary: dict[str, object] = httpx.get(gw.admin_url + "/policy", timeout=5).json()
     return summary
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the gateway did not reach the expected state"
-        time.sleep(0.02)
 
 
 def load(url: str, stop: threading.Event, answers: list[Answer]) -> None:
@@ -167,30 +160,6 @@ def test_policy_file_change_is_picked_up_without_a_signal(
         replace_file(gw.policy_path, INVALID[0])
         wait_for(lambda: policy_in_force(gw)["last_reload_error"] is not None, timeout=5)
         assert httpx.get(gw.url + "/echo/x/1").status_code == 403
-
-
-def api_session(gw: GatewayProcess, signer: ec.EllipticCurvePrivateKey | None = None) -> str:
-    """A session cookie value from one age-token verification."""
-    challenge = httpx.get(gw.url + "/echo/wine/red")
-    nonce = re.search(r'nonce="([^"]+)"', challenge.headers["www-authenticate"])
-    assert nonce
-    token = sdk.issue_age_token(
-        signer or gw.signing_key,
-        issuer="https://issuer.test",
-        nonce=nonce.group(1),
-        age_over={18: True},
-        audience=gw.public_origin,
-    )
-    answer = httpx.get(gw.url + "/echo/wine/red", headers={"authorization": f"AgeToken {token}"})
-    assert answer.status_code == 200, answer.text
-    cookie = answer.cookies.get("__Host-agegate")
-    assert cookie
-    return cookie
-
-
-def with_session(gw: GatewayProcess, cookie: str) -> int:
-    response = httpx.get(gw.url + "/echo/wine/red", headers={"cookie": f"__Host-agegate={cookie}"})
-    return response.status_code
 
 
 def test_session_keys_file_reload_adds_and_retires_keys(
