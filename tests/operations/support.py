@@ -207,12 +207,15 @@ class ClusterNode(Process):
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="agegate-cluster-"))
+        self.bus_port = free_port()
 
     def command(self) -> list[str]:
         return [
             shutil.which("redis-server") or "redis-server",
             "--port", str(self.port), "--bind", "127.0.0.1",
             "--cluster-enabled", "yes", "--cluster-config-file", str(self.directory / "n.conf"),
+            # Its own bus port: the default, port + 10000, is past 65535 for high free ports.
+            "--cluster-port", str(self.bus_port),
             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
         ]  # fmt: skip
 
