@@ -116,7 +116,10 @@ class RedisStore:
         if target.kind != "cluster":
             self._feed = connect(
                 target,
-                RedisOptions(2, options.connect_timeout, options.socket_timeout),
+                # Not waiting for the pool: its calls run without the per-call deadline,
+                # and a failure here is retried by follow_revocations anyway.
+                RedisOptions(4, options.connect_timeout, options.socket_timeout),
+                wait_for_pool=False,
                 socket_keepalive=True,
                 socket_keepalive_options=_keepalive(),
                 retry=Retry(NoBackoff(), 0),

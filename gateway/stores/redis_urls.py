@@ -128,9 +128,13 @@ def _host_port(item: str, kind: Kind) -> tuple[str, int]:
 
 
 def connect(
-    target: RedisTarget, options: RedisOptions, **extra: Any
+    target: RedisTarget, options: RedisOptions, *, wait_for_pool: bool = True, **extra: Any
 ) -> redis.asyncio.Redis | RedisCluster:
-    """A redis-py asyncio client for ``target``; ``extra`` goes to every connection."""
+    """A redis-py asyncio client for ``target``; ``extra`` goes to every connection.
+
+    ``wait_for_pool``: on one server, a command waits for a free connection
+    (the caller bounds the wait) rather than failing when the pool is full.
+    """
     import redis.asyncio
     from redis.asyncio.cluster import ClusterNode, RedisCluster
     from redis.asyncio.sentinel import Sentinel
@@ -143,6 +147,8 @@ def connect(
         **extra,
     }
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.kind == "server" and not wait_for_pool:
+        return redis.asyncio.Redis.from_url(target.url, **common)
     if target.kind == "server":
         # A full pool makes a command wait for a connection (bounded by the store's
         # per-call deadline) instead of failing at once as redis-py's default pool does.

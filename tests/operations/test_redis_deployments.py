@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +211,38 @@ def test_gateway_on_a_cluster_serves_with_revocation_off(
         statuses = [httpx.get(url, headers=auth).status_code for _ in range(4)]
         assert statuses.count(200) == 1 and statuses.count(401) == 3
         assert httpx.get(gw.admin_url + "/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("store", "extra", "status", "named"),
+    [
+        ("memory://", {}, 2, "store"),
+        ("redis+sentinel://127.0.0.1:26379/agegate/0", {}, 0, "redis+sentinel"),
+        ("redis+cluster://127.0.0.1:7000", {}, 2, "session_revocation"),
+        ("redis+cluster://127.0.0.1:7000", {"session_revocation": False}, 0, "redis+cluster"),
+    ],
+)
+def test_config_check_with_four_workers(
+    tmp_path: Path, store: str, extra: dict[str, object], status: int, named: str
+) -> None:
+    gw = GatewayProcess(
+        tmp_path, upstream="http://127.0.0.1:9", settings={"store": store, "workers": 4, **extra}
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli.main",
+            "config",
+            "check",
+            "--config",
+            str(gw.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == status, result.stderr
+    assert named in (result.stdout if status == 0 else result.stderr)
+    assert "Traceback" not in result.stderr
