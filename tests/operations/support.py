@@ -33,6 +33,7 @@ __all__ = [
     "ClusterNode",
     "JwksProvider",
     "Process",
+    "RedisReplica",
     "SentinelServer",
     "UpstreamProcess",
     "api_session",
@@ -188,6 +189,7 @@ class SentinelServer(Process):
             f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
             f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary_port} 1\n"
             f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+            f"sentinel failover-timeout {self.SERVICE} 5000\n"
         )
 
     def command(self) -> list[str]:
@@ -195,6 +197,38 @@ class SentinelServer(Process):
 
     def url(self, db: int = 0) -> str:
         return f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}/{db}"
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RedisReplica(Process):
+    """A ``redis-server --replicaof`` a primary; :meth:`start` waits until it is in sync."""
+
+    def __init__(self, primary_port: int) -> None:
+        super().__init__()
+        self.primary_port = primary_port
+        self.directory = Path(tempfile.mkdtemp(prefix="agegate-replica-"))
+
+    def command(self) -> list[str]:
+        return [
+            shutil.which("redis-server") or "redis-server",
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--replicaof", "127.0.0.1", str(self.primary_port),
+            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+        ]  # fmt: skip
+
+    def start(self) -> RedisReplica:
+        super().start()
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        try:
+            wait_for(
+                lambda: client.info("replication").get("master_link_status") == "up", timeout=15
+            )
+        finally:
+            client.close()
+        return self
 
     def stop(self) -> None:
         super().stop()

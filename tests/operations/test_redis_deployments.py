@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from gateway.settings import parse_settings
 from gateway.stores import open_store
 from gateway.stores.redis import RedisStore
 from gateway.stores.redis_urls import RedisOptions, parse_redis_url
-from tests.operations.support import ClusterNode, SentinelServer
+from tests.operations.support import ClusterNode, RedisReplica, SentinelServer, verify, wait_for
 from tests.support.gateway import GatewayProcess
 from tests.support.redis import RedisServer
 from tests.support.upstream import UpstreamServer
@@ -246,3 +247,35 @@ def test_config_check_with_four_workers(
     assert result.returncode == status, result.stderr
     assert named in (result.stdout if status == 0 else result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_sentinel_failover_moves_verifications_to_the_promoted_replica(
+    tmp_path: Path, upstream: UpstreamServer, own_redis_server: RedisServer
+) -> None:
+    replica = RedisReplica(own_redis_server.port)
+    sentinel = SentinelServer(own_redis_server.port)
+    with replica, sentinel:
+        settings = {"store": sentinel.url()}
+        with GatewayProcess(tmp_path, upstream=upstream.url, settings=settings) as gw:
+            assert verify(gw).status_code == 200
+            own_redis_server.kill()  # the primary crashes; the sentinel promotes the replica
+            statuses: list[int] = []
+
+            def served_again() -> bool:
+                started = time.monotonic()
+                statuses.append(verify(gw).status_code)
+                assert time.monotonic() - started < 5  # never a hung request
+                return statuses[-1] == 200
+
+            wait_for(served_again, timeout=30)
+            assert set(statuses) <= {200, 503}, statuses
+            assert httpx.get(gw.admin_url + "/readyz").status_code == 200
+            # New records now go to the promoted replica.
+            promoted = redis.Redis(host="127.0.0.1", port=replica.port, socket_timeout=5)
+            try:
+                assert promoted.info("replication")["role"] == "master"
+                before = len(list(promoted.scan_iter(match="agegate:used:*")))
+                assert verify(gw).status_code == 200
+                assert len(list(promoted.scan_iter(match="agegate:used:*"))) == before + 2
+            finally:
+                promoted.close()
