@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := redis-server chromium chromium-driver nginx caddy wrk
 DEB_COMMANDS := redis-server chromium chromedriver nginx caddy wrk
 
-.PHONY: demo test lint typecheck pytest bench bench-forward-auth install system-deps interop-deps clean
+.PHONY: demo test lint typecheck pytest bench bench-forward-auth soak install system-deps interop-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -61,6 +61,10 @@ bench: install system-deps
 
 bench-forward-auth: install system-deps
 	bash loadtests/forward_auth.sh
+
+# 10 minutes of mixed traffic (SOAK_SECONDS to change), RSS sampled every 10 s; see loadtests/soak.py.
+soak: install system-deps
+	PYTHONPATH=. $(PY) loadtests/soak.py
 
 # Every node_modules (interop tests, Privacy Pass interop, any other) and hypothesis databases.
 clean:

@@ -301,6 +301,7 @@ class Metrics:
     policy_reloads: Counter
     policy_loaded: Gauge
     store_errors: Counter
+    key_reloads: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -342,6 +343,12 @@ class Metrics:
             store_errors=Counter(
                 "agegate_store_errors",
                 "Store operations that failed (fail closed).",
+                registry=registry,
+            ),
+            key_reloads=Counter(
+                "agegate_session_keys_reloads",
+                "Session keys file reload attempts, by result.",
+                ["result"],
                 registry=registry,
             ),
         )

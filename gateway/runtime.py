@@ -4,6 +4,7 @@
 :meth:`~Runtime.start` and :meth:`~Runtime.close` run in the ASGI lifespan.
 :class:`PolicyHolder` keeps the policy in force and swaps in a new one only
 when it loads and its embedded tests pass (hot reload on change or SIGHUP);
+:class:`SessionKeysHolder` does the same for the session keys file;
 :class:`RateLimiter` counts verification attempts per client network.  The
 listeners never see the Runtime: ``app.py`` hands each part only what it uses,
 so each can be built and tested alone.
@@ -33,17 +34,20 @@ from gateway.plugins import load_verifiers
 from gateway.policy import Policy, load_policy
 from gateway.policy.testing import run_policy_tests
 from gateway.session.codec import CHALLENGE_COOKIE, SESSION_COOKIE, ChallengeCodec, SessionCodec
+from gateway.session.keys import key_id, parse_key_lines
 from gateway.session.nonces import NonceIssuer, derive_key
 from gateway.session.revocation import SessionRevocation
 from gateway.settings import Settings
 from gateway.stores import open_store
 from gateway.stores.base import RateDecision, Store
+from gateway.stores.redis_urls import RedisOptions
 from verifiers.base import VerificationError, Verifier, VerifierServices
 
 __all__ = [
     "PolicyHolder",
     "RateLimiter",
     "Runtime",
+    "SessionKeysHolder",
     "load_checked_policy",
     "verifier_services",
 ]
@@ -136,6 +140,58 @@ def _mtime(path: Path) -> float:
         return -1.0
 
 
+@dataclass(slots=True)
+class SessionKeysHolder:
+    """The session keys file, reloaded on change or SIGHUP into the cookie codecs.
+
+    Only the keys that open cookies may change while running: adding a key
+    below the first, or removing an old one.  The first key also roots the
+    API-nonce, store-HMAC and verifier secrets every node of a site must
+    share, so a new first key is refused here (the old ring stays) and takes
+    effect at the next restart; docs/operations.md gives the rotation order.
+    """
+
+    path: Path
+    keys: tuple[bytes, ...]
+    codecs: tuple[SessionCodec, ChallengeCodec]
+    metrics: Metrics
+    _mtime: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._mtime = _mtime(self.path)
+
+    def changed_on_disk(self) -> bool:
+        return _mtime(self.path) != self._mtime
+
+    def reload(self) -> bool:
+        """Read the file again; True if its keys are now in force."""
+        self._mtime = _mtime(self.path)
+        try:
+            keys = parse_key_lines(self.path.read_text(encoding="utf-8"))
+            if not keys:
+                raise ValueError("no key in the file")
+            if keys[0] != self.keys[0]:
+                raise ValueError(
+                    "the first (sealing) key changed; it roots secrets every node shares, "
+                    "so a new first key takes effect at restart"
+                )
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            error = exc.strerror if isinstance(exc, OSError) else str(exc)
+            self.metrics.key_reloads.labels("error").inc()
+            # The messages name a line number or the problem, never key material.
+            log_event(
+                "session_keys_reload_failed", level=logging.ERROR, file=str(self.path), error=error
+            )
+            return False
+        if keys != self.keys:
+            for codec in self.codecs:
+                codec.use_keys(keys)
+            self.keys = keys
+        self.metrics.key_reloads.labels("ok").inc()
+        log_event("session_keys_reloaded", file=str(self.path), keys=[key_id(k) for k in keys])
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimiter:
     """Verification attempts per client network and purpose, counted in the store."""
@@ -183,6 +239,7 @@ class Runtime:
     # Filled in start(), never replaced: the decision layer holds this same dict.
     verifiers: dict[str, Verifier]
     limiter: RateLimiter
+    key_file: SessionKeysHolder | None = None
     http: aiohttp.ClientSession | None = None
     started: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -191,7 +248,7 @@ class Runtime:
     def create(cls, settings: Settings) -> Runtime:
         """Build everything that needs no event loop; errors are ConfigError/PolicyError."""
         _require_keys(settings)
-        if settings.workers > 1 and not settings.store.startswith(("redis://", "rediss://")):
+        if settings.workers > 1 and settings.store.startswith("memory:"):
             raise ConfigError(
                 "more than one worker needs a shared store (redis://): the memory store "
                 "is one process, so a token replayed to another worker would pass",
@@ -216,7 +273,23 @@ class Runtime:
         audience = settings.audience
         sessions = SessionCodec(settings.session_keys, audience, on_invalid=count(SESSION_COOKIE))
         store_key = derive_key(master, "store-hmac")
-        store = open_store(settings.store, store_key)
+        challenges = ChallengeCodec(
+            settings.session_keys, audience, on_invalid=count(CHALLENGE_COOKIE)
+        )
+        key_file = None
+        if settings.session_keys_file is not None:
+            key_file = SessionKeysHolder(
+                settings.session_keys_file, settings.session_keys, (sessions, challenges), metrics
+            )
+        store = open_store(
+            settings.store,
+            store_key,
+            RedisOptions(
+                settings.redis_max_connections,
+                settings.redis_connect_timeout,
+                settings.redis_socket_timeout,
+            ),
+        )
         return cls(
             settings=settings,
             metrics=metrics,
@@ -229,9 +302,7 @@ class Runtime:
                 enabled=settings.session_revocation,
                 on_revoked=lambda: count(SESSION_COOKIE)("revoked"),
             ),
-            challenges=ChallengeCodec(
-                settings.session_keys, audience, on_invalid=count(CHALLENGE_COOKIE)
-            ),
+            challenges=challenges,
             nonces=NonceIssuer(derive_key(master, "api-nonce")),
             store=store,
             verifiers={},
@@ -241,6 +312,7 @@ class Runtime:
                 settings.trusted_proxies,
                 derive_key(master, "client-bucket"),
             ),
+            key_file=key_file,
         )
 
     async def start(self) -> None:
@@ -263,7 +335,7 @@ class Runtime:
                     verifier=verifier.name,
                     reason=exc.reason,
                 )
-        self._tasks.append(asyncio.create_task(self._watch_policy()))
+        self._tasks.append(asyncio.create_task(self._watch_files()))
         if self.revocation.enabled and self.store.shared:
             self._tasks.append(asyncio.create_task(self.revocation.follow()))
             # Serve only once past logouts are loaded (or the first attempt failed: then
@@ -274,7 +346,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads now; not available on every platform or off the main thread.
-            loop.add_signal_handler(signal.SIGHUP, self.policies.reload)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.started = True
 
     async def close(self) -> None:
@@ -291,8 +363,19 @@ class Runtime:
             await self.http.close()
         self.started = False
 
-    async def _watch_policy(self) -> None:
+    def reload(self) -> None:
+        """SIGHUP: the policy and the session keys file, each kept as it was on any error.
+
+        (A ``jwks_file`` is looked at by its verifier on use, SIGHUP or not.)
+        """
+        self.policies.reload()
+        if self.key_file is not None:
+            self.key_file.reload()
+
+    async def _watch_files(self) -> None:
         while True:
             await asyncio.sleep(_RELOAD_POLL_SECONDS)
             if self.policies.changed_on_disk():
                 self.policies.reload()
+            if self.key_file is not None and self.key_file.changed_on_disk():
+                self.key_file.reload()

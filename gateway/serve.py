@@ -38,10 +38,22 @@ def uvicorn_config(
     *,
     lifespan: Literal["on", "off"],
     timeouts: ClientTimeouts | None = None,
+    shutdown_timeout: float = 10.0,
 ) -> uvicorn.Config:
-    """A uvicorn config for one listener: httptools + uvloop, our logging, no proxy headers."""
+    """A uvicorn config for one listener: httptools + uvloop, our logging, no proxy headers.
+
+    On SIGTERM uvicorn stops accepting, closes idle keep-alive connections at once
+    (``GatewayHttpProtocol.shutdown``), lets responses in flight finish for up to
+    ``shutdown_timeout`` seconds, then cancels what is left and runs the lifespan
+    shutdown, which closes the upstream, Redis and JWKS pools.
+    """
     return serve_config(
-        app, host=listen.host, port=listen.port, lifespan=lifespan, client_timeouts=timeouts
+        app,
+        host=listen.host,
+        port=listen.port,
+        lifespan=lifespan,
+        client_timeouts=timeouts,
+        timeout_graceful_shutdown=shutdown_timeout,
     )
 
 
@@ -105,8 +117,11 @@ async def _serve(
 ) -> bool:
     """Serve until told to stop; False when the gateway failed to start."""
     timeouts = client_timeouts(settings)
+    grace = settings.shutdown_timeout
     primary = _Server(
-        uvicorn_config(app, settings.listen, lifespan="on", timeouts=timeouts),
+        uvicorn_config(
+            app, settings.listen, lifespan="on", timeouts=timeouts, shutdown_timeout=grace
+        ),
         None if sockets else "public",  # a shared socket was announced by the parent
         settings.listen,
         workers=1,
@@ -116,7 +131,11 @@ async def _serve(
         admin = settings.admin_listen
         secondaries.append(
             _SecondaryServer(
-                uvicorn_config(app.admin, admin, lifespan="off", timeouts=timeouts), "admin", admin
+                uvicorn_config(
+                    app.admin, admin, lifespan="off", timeouts=timeouts, shutdown_timeout=grace
+                ),
+                "admin",
+                admin,
             )
         )
         if settings.authz_listen is not None:
@@ -124,7 +143,9 @@ async def _serve(
             authz = settings.authz_listen
             secondaries.append(
                 _SecondaryServer(
-                    uvicorn_config(app.authz, authz, lifespan="off", timeouts=timeouts),
+                    uvicorn_config(
+                        app.authz, authz, lifespan="off", timeouts=timeouts, shutdown_timeout=grace
+                    ),
                     "authz",
                     authz,
                 )

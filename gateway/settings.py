@@ -73,6 +73,10 @@ class Settings:
     send_timeout: float
     rate_limit: int  # requests per minute per client on /.agegate/ endpoints; 0 = off
     workers: int
+    redis_max_connections: int = 50  # per client per process (the feed has its own two)
+    redis_connect_timeout: float = 0.5
+    redis_socket_timeout: float = 0.5
+    shutdown_timeout: float = 10.0  # SIGTERM: how long in-flight requests may take to finish
     session_keys_file: Path | None = None  # where session_keys were read from, if a file
     session_revocation: bool = True  # logout revokes server-side (gateway.session.revocation)
     base_dir: Path = field(default=Path("."))
@@ -118,6 +122,10 @@ _DEFAULTS: dict[str, Any] = {
     "rate_limit": 60,
     "workers": 1,
     "session_revocation": True,
+    "redis_max_connections": 50,
+    "redis_connect_timeout": "500ms",
+    "redis_socket_timeout": "500ms",
+    "shutdown_timeout": "10s",
 }
 _LIST_KEYS = {"hosts", "trusted_proxies"}
 _ENV_PREFIX = "AGEGATE_"
@@ -229,9 +237,23 @@ def parse_settings(
         workers=get("workers", _positive_int),
         session_keys_file=_keys_file(values, base),
         session_revocation=get("session_revocation", _bool),
+        redis_max_connections=get("redis_max_connections", _positive_int),
+        redis_connect_timeout=get("redis_connect_timeout", _positive_duration),
+        redis_socket_timeout=get("redis_socket_timeout", _positive_duration),
+        shutdown_timeout=get("shutdown_timeout", _positive_duration),
         base_dir=base,
         source=source,
     )
+    cluster = settings.store.startswith(("redis+cluster:", "rediss+cluster:"))
+    if cluster and settings.session_revocation:
+        # Revocations are followed by SCAN + pub/sub on one server; on a Cluster the SCAN
+        # would read one primary, and logouts on the others would be missed.
+        raise ConfigError(
+            "session_revocation needs a single Redis or Sentinel (it scans and subscribes "
+            "on one server); with a redis+cluster:// store set session_revocation: false",
+            source=where("session_revocation"),
+            key="session_revocation",
+        )
     return settings
 
 
@@ -343,8 +365,20 @@ def _keys_file(values: Mapping[str, Any], base: Path) -> Path | None:
 
 
 def _store(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith(("memory://", "redis://", "rediss://")):
-        raise ValueError(f"expected memory:// or redis://host:port/db, got {value!r}")
+    from gateway.stores.redis_urls import REDIS_SCHEMES, parse_redis_url
+
+    scheme = value.partition("://")[0] if isinstance(value, str) else ""
+    if not isinstance(value, str) or (value != "memory://" and scheme not in REDIS_SCHEMES):
+        # Not echoed: a store URL may carry a password.
+        raise ValueError(
+            "expected memory://, redis://host:port/db, "
+            "redis+sentinel://host:port,host:port/<service>/<db> or redis+cluster://host:port,…"
+        )
+    if scheme in REDIS_SCHEMES:
+        try:
+            parse_redis_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("store: ")) from None
     return value
 
 

@@ -13,7 +13,11 @@
 - when the provider is down, the last good set is served for at most
   ``max_stale`` past its freshness, then every lookup fails closed
   (``jwks_unavailable``);
-- the set is bounded (``max_keys``) and so is the document (``max_bytes``).
+- the set is bounded (``max_keys``) and so is the document (``max_bytes``);
+- a ``jwks_file`` is reloaded when it changes on disk (its modification time
+  is looked at no more than once a second, on lookups): a file that no longer
+  parses keeps the keys already loaded (``jwks_reload_failed`` in the log),
+  so a half-written or mistaken edit never takes the verifier down.
 
 Keys are parsed once into :class:`jwt.PyJWK` objects and checked for use as
 *public* signature keys: symmetric (``oct``) keys, keys carrying private
@@ -79,6 +83,7 @@ MAX_FRESHNESS = 86400.0
 DEFAULT_FRESHNESS = 300.0
 UNKNOWN_KID_REFRESH_INTERVAL = 60.0
 FAILURE_BACKOFF = 10.0
+FILE_CHECK_INTERVAL = 1.0  # seconds between looks at a jwks_file's modification time
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,12 +263,16 @@ class JwksCache:
         self._next_attempt = 0.0  # earliest time a failed refresh may be retried
         self._last_kid_refresh = float("-inf")
         self._lock = asyncio.Lock()
+        self._file_mtime: int | None = None  # of the file version last read (ns)
+        self._next_file_check = 0.0
         self.fetches = 0  # how many times the source was read (metrics, tests)
         self.problems: list[str] = []
 
     async def get(self, kid: str, now: float | None = None) -> JwkEntry:
         """The key for ``kid``; raises ``unknown_kid`` or ``jwks_unavailable``."""
         now = time.time() if now is None else now
+        if self._file is not None and self._loaded and now >= self._next_file_check:
+            await self._reload_if_changed(self._file, now)
         if self._loaded and now < self._fresh_until:
             entry = self._keys.get(kid)
             if entry is not None:
@@ -305,6 +314,29 @@ class JwksCache:
     def _source(self) -> str:
         return self._uri if self._uri is not None else str(self._file)
 
+    async def _reload_if_changed(self, file: Path, now: float) -> None:
+        """Read the file again if it changed; on failure keep the keys already loaded."""
+        self._next_file_check = now + FILE_CHECK_INTERVAL
+        try:
+            mtime = file.stat().st_mtime_ns
+        except OSError:
+            return  # gone for a moment (being replaced): the loaded keys age as usual
+        if mtime == self._file_mtime:
+            return
+        async with self._lock:
+            if mtime == self._file_mtime:
+                return
+            keys, fresh_until, problems = self._keys, self._fresh_until, self.problems
+            try:
+                await self._load(now)
+            except VerificationError:
+                self._keys, self._fresh_until, self.problems = keys, fresh_until, problems
+                self._loaded = True
+                self._file_mtime = mtime  # not again until the file changes again
+                log.warning("jwks_reload_failed", extra={"source": self._source})
+                return
+            log.info("jwks_reloaded", extra={"source": self._source, "keys": len(self._keys)})
+
     async def _refresh_expired(self, now: float) -> None:
         async with self._lock:
             if self._loaded and now < self._fresh_until:
@@ -332,7 +364,12 @@ class JwksCache:
                 self._http, self._uri, timeout=self._timeout
             )
         elif self._file is not None:
+            try:
+                mtime: int | None = self._file.stat().st_mtime_ns
+            except OSError:
+                mtime = None
             document, freshness = read_jwks_file(self._file), MIN_FRESHNESS
+            self._file_mtime = mtime
         else:  # unreachable: __init__ requires exactly one source
             raise VerificationError("jwks_unavailable", "no JWKS source configured")
         try:

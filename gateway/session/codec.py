@@ -86,7 +86,7 @@ def _reject_constant(name: str) -> float:
 class _Sealer:
     """AES-GCM sealing of bytes under a key ring, bound to one cookie name and audience."""
 
-    __slots__ = ("_aad", "_on_invalid", "_ring", "_sealing")
+    __slots__ = ("_aad", "_audience", "_cookie_name", "_on_invalid", "_ring", "_sealing")
 
     def __init__(
         self,
@@ -112,7 +112,12 @@ class _Sealer:
         self._sealing = (first_id, ring[first_id][0])
         self._ring = ring
         self._aad = json.dumps([_VERSION, cookie_name, audience]).encode("utf-8")
+        self._audience, self._cookie_name = audience, cookie_name
         self._on_invalid = on_invalid
+
+    def rekeyed(self, keys: Sequence[bytes]) -> _Sealer:
+        """The same sealer on another key ring (a reloaded keys file)."""
+        return _Sealer(keys, self._audience, self._cookie_name, self._on_invalid)
 
     def seal(self, payload: bytes) -> str:
         kid, aead = self._sealing
@@ -203,10 +208,19 @@ class SessionCodec:
         self._sealer = _Sealer(keys, audience, SESSION_COOKIE, on_invalid)
         # Cookies this process already authenticated and decoded, by their exact value:
         # opening one (JSON and field checks) is the protected route's biggest cost.
-        # Only successful opens are cached, the keys never change for the life of
-        # the codec, and expiry is checked again on every use.  Bounded (oldest dropped).
+        # Only successful opens are cached, emptied when the keys change (use_keys),
+        # and expiry is checked again on every use.  Bounded (oldest dropped).
         self._cache: dict[str, SessionClaims] = {}
         self._cache_size = cache_size
+
+    def use_keys(self, keys: Sequence[bytes]) -> None:
+        """Seal with ``keys[0]`` and open with every key from now on (hot reload).
+
+        The cache of opened cookies is emptied: a cookie sealed with a key no
+        longer listed must stop opening at once.
+        """
+        self._sealer = self._sealer.rekeyed(keys)
+        self._cache.clear()
 
     def seal(self, claims: SessionClaims) -> str:
         """The cookie value carrying exactly the fields of ``claims``."""
@@ -308,6 +322,10 @@ class ChallengeCodec:
         on_invalid: OnInvalid | None = None,
     ) -> None:
         self._sealer = _Sealer(keys, audience, CHALLENGE_COOKIE, on_invalid)
+
+    def use_keys(self, keys: Sequence[bytes]) -> None:
+        """Seal with ``keys[0]`` and open with every key from now on (hot reload)."""
+        self._sealer = self._sealer.rekeyed(keys)
 
     def seal(self, state: ChallengeState) -> str:
         """The cookie value carrying ``state``."""

@@ -9,13 +9,16 @@ from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.stores.base import Store
+from gateway.stores.redis_urls import REDIS_SCHEMES, RedisOptions
 
 __all__ = ["open_store"]
 
 
-def open_store(url: str, hmac_key: bytes) -> Store:
-    """The store named by ``url``: ``memory://`` or ``redis://host:port/db`` (``rediss://``).
+def open_store(url: str, hmac_key: bytes, redis_options: RedisOptions | None = None) -> Store:
+    """The store named by ``url``: ``memory://`` or a Redis URL (server, Sentinel, Cluster).
 
+    The Redis forms are :func:`~gateway.stores.redis_urls.parse_redis_url`'s;
+    ``redis_options`` size its pool and bound its socket operations.
     ``hmac_key`` keys the record HMACs; derive it, e.g.
     ``derive_key(session_key, "store-hmac")``.  Every worker sharing a Redis
     must use the same key, or they would not see each other's records.
@@ -25,13 +28,11 @@ def open_store(url: str, hmac_key: bytes) -> Store:
     if len(hmac_key) < 16:
         raise ConfigError("the store HMAC key must be at least 16 bytes", key="store")
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        scheme = urlsplit(url).scheme
     except ValueError:
-        raise ConfigError(
-            "not a store URL (expected memory:// or redis://host:port/db)", key="store"
-        ) from None
-    if parts.scheme == "memory":
+        scheme = ""
+    if scheme == "memory":
+        parts = urlsplit(url)
         if parts.netloc or parts.path not in {"", "/"} or parts.query or parts.fragment:
             raise ConfigError(
                 "the memory store takes no host, path or options: use memory://", key="store"
@@ -40,20 +41,10 @@ def open_store(url: str, hmac_key: bytes) -> Store:
         from gateway.stores.memory import MemoryStore
 
         return MemoryStore(hmac_key)
-    if parts.scheme in {"redis", "rediss"}:
-        # Name the problem without echoing the URL: it may carry a password.
-        if not parts.hostname:
-            raise ConfigError(
-                "a redis:// store URL needs a host, e.g. redis://127.0.0.1:6379/0", key="store"
-            )
-        db = parts.path.strip("/") or "0"
-        if not db.isdigit() or port == 0:
-            raise ConfigError("a redis:// store URL is redis://host:port/<db number>", key="store")
-        if parts.fragment:
-            raise ConfigError("a redis:// store URL has no #fragment", key="store")
+    if scheme in REDIS_SCHEMES:
         from gateway.stores.redis import RedisStore
 
-        return RedisStore(url, hmac_key)
+        return RedisStore(url, hmac_key, options=redis_options)
     raise ConfigError(
         "unknown store scheme (expected memory:// or redis://host:port/db)", key="store"
     )

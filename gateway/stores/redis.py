@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -46,6 +47,7 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreUnavailable
 from gateway.observability import log_event
 from gateway.stores.base import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
+from gateway.stores.redis_urls import RedisOptions, connect, parse_redis_url
 
 __all__ = ["RedisStore", "parse_revocation_message"]
 
@@ -85,7 +87,11 @@ def parse_revocation_message(data: object) -> tuple[str, float] | None:
 
 
 class RedisStore:
-    """A :class:`~gateway.stores.Store` on Redis (``redis://`` or ``rediss://`` URL)."""
+    """A :class:`~gateway.stores.Store` on Redis: one server, Sentinel or Cluster.
+
+    The URL forms are :func:`~gateway.stores.redis_urls.parse_redis_url`'s;
+    ``options`` size the pool and bound each socket operation.
+    """
 
     def __init__(
         self,
@@ -93,36 +99,34 @@ class RedisStore:
         hmac_key: bytes,
         *,
         prefix: str = "agegate:",
-        connect_timeout: float = 0.5,
-        op_timeout: float = 0.5,
+        options: RedisOptions | None = None,
         deadline: float = 1.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        target = parse_redis_url(url)
+        options = options or RedisOptions()
         self._key = bytes(hmac_key)
         self._prefix = prefix
         self._deadline = deadline
         self._clock = clock
-        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=op_timeout,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
-        )
+        self._client = connect(target, options, retry=Retry(NoBackoff(), 1))
         self._rate_script = self._client.register_script(_RATE_SCRIPT)
         # Its own client: no silent retry, since a reconnect must be followed by a
-        # catch-up scan, which only follow_revocations knows to do.
-        self._feed: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=op_timeout,
-            socket_keepalive=True,
-            socket_keepalive_options=_keepalive(),
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
-        db = self._client.connection_pool.connection_kwargs.get("db", 0)
-        self._channel = f"{prefix}revocations:{db}"
+        # catch-up scan, which only follow_revocations knows to do.  None on a Cluster:
+        # its keys and channels are spread over the primaries (see follow_revocations).
+        self._feed: redis.asyncio.Redis | RedisCluster | None = None
+        if target.kind != "cluster":
+            self._feed = connect(
+                target,
+                # Not waiting for the pool: its calls run without the per-call deadline,
+                # and a failure here is retried by follow_revocations anyway.
+                RedisOptions(4, options.connect_timeout, options.socket_timeout),
+                wait_for_pool=False,
+                socket_keepalive=True,
+                socket_keepalive_options=_keepalive(),
+                retry=Retry(NoBackoff(), 0),
+            )
+        self._channel = f"{prefix}revocations:{target.db}"
 
     @property
     def shared(self) -> bool:
@@ -172,7 +176,13 @@ class RedisStore:
         return bool(await self._call(lambda: self._client.exists(key)))
 
     async def follow_revocations(self, sink: RevocationSink) -> None:
-        """Subscribe, catch up by ``SCAN``, apply messages; reconnect with backoff forever."""
+        """Subscribe, catch up by ``SCAN``, apply messages; reconnect with backoff forever.
+
+        Not on a Cluster (raises StoreUnavailable): a ``SCAN`` there reads one
+        primary, and settings refuse ``session_revocation`` with a cluster URL.
+        """
+        if self._feed is None:
+            raise StoreUnavailable("revocations cannot be followed on a Redis Cluster")
         delay = _BACKOFF_FIRST
         while True:
             pubsub = self._feed.pubsub()
@@ -206,6 +216,7 @@ class RedisStore:
     async def _catch_up(self, sink: RevocationSink) -> int:
         """Hand every live ``revoked:`` key to the sink, with its remaining TTL; how many."""
         prefix = f"{self._prefix}revoked:".encode()
+        assert self._feed is not None  # follow_revocations checked
         loaded, cursor = 0, 0
         while True:
             cursor, keys = await self._feed.scan(cursor, match=prefix + b"*", count=_SCAN_BATCH)
@@ -272,7 +283,8 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connection pool."""
         try:
-            await self._feed.aclose()
+            if self._feed is not None:
+                await self._feed.aclose()
             await self._client.aclose()
         except (RedisError, OSError):
             # Closing a pool whose server is gone can fail; the sockets are closed anyway.

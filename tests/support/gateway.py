@@ -92,8 +92,10 @@ class GatewayProcess:
         session_key: str | None = None,
         signing_key: ec.EllipticCurvePrivateKey | None = None,
         port: int | None = None,
+        module: str = "gateway.cli.main",
     ) -> None:
         self.directory = directory
+        self.module = module  # what ``python -m`` runs with ``run --config``
         self.port = port or free_port()
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -137,7 +139,7 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli.main", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", self.module, "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
