@@ -9,9 +9,16 @@ link and a QR code, receives the wallet's ``direct_post`` and hands each
 ``channel == WALLET_CHANNEL`` and :data:`WALLET_EXTRA` keys in ``extra``; the
 ``VerifyContext.expected_nonce`` is the request's ``nonce``.
 
-The verifier only says which credential it asks for
-(:meth:`WalletVerifier.credential_query`) and checks what comes back; the
-key binding (KB-JWT ``aud`` and ``nonce``, the mdoc SessionTranscript) is to
+The verifier says what it asks for as a whole DCQL query
+(:meth:`WalletVerifier.dcql_query`: by default its one
+:meth:`WalletVerifier.credential_query`; a verifier offering alternatives,
+like ``eu-av`` with ``accept_mdl``, adds Credential Queries and
+``credential_sets``) and checks what comes back.  The gateway accepts a
+``vp_token`` answering exactly one of the Credential Query ids the query
+named, with exactly one presentation, and refuses anything else
+(``unexpected_query``); which id was answered is not passed on, so
+``verify`` must check the presentation's own type.  The key binding (KB-JWT
+``aud`` and ``nonce``, the mdoc SessionTranscript) is to
 ``extra["client_id"]``, ``extra["response_uri"]`` and the nonce.
 """
 
@@ -43,3 +50,11 @@ class WalletVerifier(Verifier):
 
         It asks for the age claim that proves ``min_age`` and nothing else.
         """
+
+    def dcql_query(self, query_id: str, min_age: int) -> Mapping[str, Any]:
+        """The whole DCQL query of the request: ``{"credentials": [...], ...}``.
+
+        The default asks for :meth:`credential_query` alone; an override names
+        each further Credential Query with its own ``id``.
+        """
+        return {"credentials": [self.credential_query(query_id, min_age)]}

@@ -10,7 +10,8 @@
   an expiry.  The wallet's ``direct_post`` comes without the browser's
   cookies (it is another app, often another device), so this is what ties
   the answer to the challenge, statelessly, in every worker.
-- :func:`parse_vp_token`: the DCQL response ``{query_id: [presentation]}``.
+- :func:`parse_vp_token`: the DCQL response ``{query_id: [presentation]}``
+  answering exactly one of the query's Credential Query ids.
 - :class:`WalletOutcome`: what ``direct_post`` leaves in the store for the
   browser under a one-time ``response_code``: proven thresholds, assurance,
   verifier, expiry and an HMAC of the challenge state; no credential.
@@ -22,7 +23,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +42,7 @@ __all__ = [
     "challenge_binding",
     "client_id_for",
     "parse_vp_token",
+    "query_ids",
     "request_uri",
 ]
 
@@ -58,10 +60,8 @@ def client_id_for(response_uri: str) -> str:
     return f"redirect_uri:{response_uri}"
 
 
-def request_uri(
-    response_uri: str, nonce: str, state: str, credential_query: Mapping[str, Any]
-) -> str:
-    """The ``openid4vp://`` request by value for one DCQL credential query."""
+def request_uri(response_uri: str, nonce: str, state: str, dcql_query: Mapping[str, Any]) -> str:
+    """The ``openid4vp://`` request by value for a whole DCQL query."""
     query = {
         "client_id": client_id_for(response_uri),
         "response_type": "vp_token",
@@ -69,7 +69,7 @@ def request_uri(
         "response_uri": response_uri,
         "nonce": nonce,
         "state": state,
-        "dcql_query": json.dumps({"credentials": [dict(credential_query)]}, separators=(",", ":")),
+        "dcql_query": json.dumps(dcql_query, separators=(",", ":")),
     }
     return "openid4vp://?" + urlencode(query)
 
@@ -123,8 +123,19 @@ def challenge_binding(key: bytes, challenge_state: str) -> str:
     return hmac.new(key, challenge_state.encode(), hashlib.sha256).hexdigest()
 
 
-def parse_vp_token(text: str | None, query_id: str = QUERY_ID) -> str:
-    """The one presentation answering ``query_id`` in a DCQL ``vp_token``; WalletRefused else."""
+def query_ids(dcql_query: Mapping[str, Any]) -> frozenset[str]:
+    """The Credential Query ids a DCQL query names (what a ``vp_token`` may answer)."""
+    credentials = dcql_query.get("credentials", ())
+    return frozenset(str(query["id"]) for query in credentials if "id" in query)
+
+
+def parse_vp_token(text: str | None, asked: Collection[str] = (QUERY_ID,)) -> tuple[str, str]:
+    """(query id, presentation) of a DCQL ``vp_token`` answering one id of ``asked``.
+
+    Exactly one id, with exactly one presentation: a second credential would
+    only add linkability, and ``credential_sets`` options are alternatives.
+    WalletRefused otherwise.
+    """
     if not text:
         raise WalletRefused("malformed", "the response has no vp_token")
     try:
@@ -133,9 +144,9 @@ def parse_vp_token(text: str | None, query_id: str = QUERY_ID) -> str:
         raise WalletRefused("malformed", "vp_token is not JSON") from None
     if not isinstance(value, dict):
         raise WalletRefused("malformed", "vp_token is not a JSON object")
-    if set(value) != {query_id}:
+    if len(value) != 1 or next(iter(value)) not in asked:
         raise WalletRefused("unexpected_query", "vp_token answers a query that was not asked")
-    presentations = value[query_id]
+    [(query_id, presentations)] = value.items()
     if (
         not isinstance(presentations, list)
         or not 0 < len(presentations) <= MAX_PRESENTATIONS
@@ -143,7 +154,7 @@ def parse_vp_token(text: str | None, query_id: str = QUERY_ID) -> str:
         or not presentations[0]
     ):
         raise WalletRefused("malformed", "vp_token holds not exactly one presentation")
-    return presentations[0]
+    return query_id, presentations[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from gateway.browser.openid4vp import (
     challenge_binding,
     client_id_for,
     parse_vp_token,
+    query_ids,
     request_uri,
 )
 from gateway.core.cookies import get_cookie
@@ -114,7 +115,7 @@ class WalletFlow:
         self, pages: FlowPages, verifier: WalletVerifier, sealed: str, state: WalletState
     ) -> WalletOffer:
         response_uri = f"{pages.settings.public_origin}{AGEGATE_PREFIX}/callback/{verifier.name}"
-        query = verifier.credential_query(QUERY_ID, state.min_age)
+        query = verifier.dcql_query(QUERY_ID, state.min_age)
         uri = request_uri(response_uri, state.nonce, sealed, query)
         wait = f"{STATUS_PATH}?{urlencode({'verifier': verifier.name, 'state': sealed})}"
         web = None
@@ -158,7 +159,8 @@ class WalletFlow:
             )
             extra = {"client_id": client_id_for(response_uri), "response_uri": response_uri}
             try:
-                credential = parse_vp_token(fields.get("vp_token"))
+                asked = query_ids(verifier.dcql_query(QUERY_ID, state.min_age))
+                _, credential = parse_vp_token(fields.get("vp_token"), asked)
                 assertion = await verify_presentation(
                     [verifier],
                     Presentation(credential, WALLET_CHANNEL, extra),

@@ -35,10 +35,12 @@ import yaml
 
 from gateway.session.keys import generate_key_line
 from verifiers.reference.issuer import load_issuer_keys
+from verifiers.reference.mdoc import MdocTestIssuer
 from verifiers.reference.sd_jwt_issuer import TEST_VCT, ReferenceCa
 from verifiers.sdk import generate_signing_key, signing_key_pem
 
 __all__ = [
+    "AV_WALLET_VERIFIER_NAME",
     "PP_VERIFIER_NAME",
     "VERIFIER_NAME",
     "WALLET_VERIFIER_NAME",
@@ -54,6 +56,8 @@ __all__ = [
 VERIFIER_NAME = "reference-token"
 # A simulated EU wallet (SD-JWT VC over OpenID4VP) served by the reference service.
 WALLET_VERIFIER_NAME = "eu-wallet"
+# The same simulated wallet answering with an ISO 18013-5 mdoc (eu.europa.ec.av.1).
+AV_WALLET_VERIFIER_NAME = "eu-av-wallet"
 # The reference service is also a Privacy Pass issuer; one key per threshold.
 PP_VERIFIER_NAME = "reference-pp"
 PP_THRESHOLDS = (18, 21)
@@ -99,6 +103,7 @@ class DemoFiles:
     signing_key: Path
     pp_keys: Path | None = None  # the reference issuer's Privacy Pass keys
     wallet_ca_key: Path | None = None  # the simulated wallet's test CA key (its cert: anchor)
+    wallet_mdoc_issuer: Path | None = None  # its mdoc test IACA + DS, keys and certificates
 
 
 def demo_ports(
@@ -182,10 +187,21 @@ def write_demo_files(
         "wallet_url": f"{ports.issuer}/wallet",
         "assurance_level": "basic",
     }
+    mdoc_issuer = MdocTestIssuer.generate(name="agegate demo TEST IACA")
+    wallet_mdoc_issuer = directory / "wallet-mdoc-issuer.pem"
+    _write_private(wallet_mdoc_issuer, mdoc_issuer.to_pem().decode("ascii"))
+    (directory / "wallet-iaca.pem").write_bytes(mdoc_issuer.trust_anchor_pem())
+    av_wallet: dict[str, Any] = {
+        "kind": "eu-av",
+        "label": "EU age verification app (simulated mdoc, development only)",
+        "trust_anchors": "wallet-iaca.pem",
+        "wallet_url": f"{ports.issuer}/wallet",
+        "assurance_level": "basic",
+    }
     if session_ttl is not None:
         if session_ttl <= 0:
             raise ValueError("session_ttl must be a positive number of seconds")
-        for each in (verifier, privacy_pass, wallet):
+        for each in (verifier, privacy_pass, wallet, av_wallet):
             each["max_session_ttl"] = f"{session_ttl:g}s"
     settings = {
         "listen": f"{_HOST}:{ports.gateway}",
@@ -201,12 +217,15 @@ def write_demo_files(
             VERIFIER_NAME: verifier,
             PP_VERIFIER_NAME: privacy_pass,
             WALLET_VERIFIER_NAME: wallet,
+            AV_WALLET_VERIFIER_NAME: av_wallet,
         },
         "log": {"format": "text", "level": "info"},
     }
     header = "# agegate demo settings: throwaway, removed when the demo stops.\n"
     config.write_text(header + yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
-    return DemoFiles(directory, config, session_keys, signing_key, pp_keys, wallet_ca_key)
+    return DemoFiles(
+        directory, config, session_keys, signing_key, pp_keys, wallet_ca_key, wallet_mdoc_issuer
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -234,6 +253,10 @@ def demo_commands(
             *(["--pp-keys-dir", str(files.pp_keys)] if files.pp_keys else []),
             "--client", f"{ports.origin}={ports.origin}/.agegate/callback/{WALLET_VERIFIER_NAME}",
             *(["--wallet-ca-key", str(files.wallet_ca_key)] if files.wallet_ca_key else []),
+            "--client",
+            f"{ports.origin}={ports.origin}/.agegate/callback/{AV_WALLET_VERIFIER_NAME}",
+            *(["--wallet-mdoc-issuer", str(files.wallet_mdoc_issuer)]
+              if files.wallet_mdoc_issuer else []),
         ],
         "gateway": [python, "-m", "gateway.cli.main", "run", "--config", str(files.config)],
     }  # fmt: skip
@@ -313,8 +336,9 @@ agegate demo is running (development keys in {files.directory}, removed on exit)
   - an adult date of birth (e.g. 1990-01-01): you get in; the page shows the only
     facts the shop received (X-Agegate-Age-Over, X-Agegate-Assurance);
   - a child's date (e.g. 2015-01-01) in a private window: you are refused;
-  - "EU wallet (simulated)": the OpenID4VP flow without a phone (the web wallet
-    button), or scan the QR code with a real EU wallet (it will not trust the demo CA);
+  - "EU wallet (simulated)" (SD-JWT VC) or "EU age verification app (simulated mdoc)"
+    (ISO 18013-5 mdoc): the OpenID4VP flow without a phone (the web wallet button),
+    or scan the QR code with a real EU wallet (it will not trust the demo CAs);
   - {origin}/.agegate/status to see what your session proves;
   - the "log out" button on a wine page (POST /.agegate/logout), then /wine/red again;
   - curl -i {origin}/api/wine  (API clients get 401 with a WWW-Authenticate challenge).

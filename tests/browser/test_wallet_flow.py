@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -87,3 +88,26 @@ def test_demo_web_wallet_refuses_a_child(stack: DemoStack, launch: Callable[...,
     assert browser.document_status() == 403
     assert "not available to you" in browser.text("h1")
     assert browser.status_json(stack)["verified"] is False
+
+
+def test_demo_web_wallet_presents_an_eu_av_mdoc(
+    stack: DemoStack, launch: Callable[..., Browser]
+) -> None:
+    """``make demo``: the simulated wallet answers the ``eu-av`` request with an mdoc."""
+    browser = launch(stack)
+    browser.open(stack.url("/wine/red"))
+    offer = "li[data-verifier='eu-av-wallet']"
+    request_uri = browser.css(f"{offer} a[data-openid4vp]").get_attribute("href") or ""
+    assert '"format":"mso_mdoc"' in parse_qs(urlsplit(request_uri).query)["dcql_query"][0]
+    web = browser.css(f"{offer} a[data-web-wallet]")
+    assert (web.get_attribute("href") or "").startswith(f"{stack.verifier_origin}/wallet?")
+    with browser.navigation():
+        web.click()
+    assert browser.text("h1") == "Simulated EU wallet"
+    assert "eu.europa.ec.av.1.age_over_18" in browser.text("body")
+    type_birth_date(browser, ADULT)
+    with browser.navigation():
+        browser.css("button[name=action][value=share]").click()
+    assert browser.path == "/wine/red"
+    assert browser.status_json(stack)["age_over"] == [18]
+    browser.snap("wine-after-mdoc-wallet")

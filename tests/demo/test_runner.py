@@ -22,6 +22,7 @@ import pytest
 
 from gateway.demo import runner
 from gateway.demo.runner import (
+    AV_WALLET_VERIFIER_NAME,
     VERIFIER_NAME,
     DemoPorts,
     default_policy,
@@ -125,6 +126,24 @@ def test_written_verifier_settings_are_accepted_by_the_age_token_plugin(
     parsed = parse_config(VERIFIER_NAME, conf)
     assert parsed.max_session_ttl == 90
     assert parsed.authorize_url == "http://localhost:18081/authorize"
+
+
+def test_written_eu_av_settings_are_accepted_by_the_eu_av_plugin(
+    tmp_path: Path, policy: Path
+) -> None:
+    from verifiers.base import VerifierServices
+    from verifiers.mdoc import EuAvVerifier
+
+    files = write_demo_files(tmp_path, PORTS, policy=policy, session_ttl=90)
+    conf = load_settings(files.config, environ={}).verifiers[AV_WALLET_VERIFIER_NAME]
+    verifier = EuAvVerifier(AV_WALLET_VERIFIER_NAME, conf, VerifierServices(base_dir=str(tmp_path)))
+    assert verifier.max_session_ttl == 90
+    assert verifier.wallet_url == "http://localhost:18081/wallet"
+    assert files.wallet_mdoc_issuer is not None
+    assert stat.S_IMODE(files.wallet_mdoc_issuer.stat().st_mode) == 0o600
+    command = demo_commands(files, PORTS, python="python3")["verifier"]
+    assert command[command.index("--wallet-mdoc-issuer") + 1] == str(files.wallet_mdoc_issuer)
+    assert "http://localhost:18080=http://localhost:18080/.agegate/callback/eu-av-wallet" in command
 
 
 def test_session_ttl_must_be_positive(tmp_path: Path, policy: Path) -> None:
@@ -372,3 +391,70 @@ def test_demo_refuses_a_busy_port(policy: Path) -> None:
         )
     assert result.returncode == 2
     assert f"port(s) {port} already in use" in result.stderr
+
+
+def _eu_av_web_wallet(demo: Demo, birth_date: str) -> httpx.Response:
+    """The example policy's eu-av offer, answered by the demo's web wallet with an mdoc."""
+    gw = f"http://127.0.0.1:{demo.ports.gateway}"
+    host = {"host": f"localhost:{demo.ports.gateway}"}
+    with httpx.Client(timeout=10, headers=host) as http:
+        verify = http.get(f"{gw}/.agegate/verify?return=/wine/red", headers=HTML)
+        assert verify.status_code == 200
+        challenge = _cookie(verify, "__Host-agegate-challenge")
+        offer = re.search(
+            r"<li data-verifier='eu-av-wallet'>.*?href='([^']+)' data-web-wallet", verify.text
+        )
+        assert offer, verify.text
+        web = html.unescape(offer.group(1))
+    assert web.startswith(f"http://localhost:{demo.ports.verifier}/wallet?")
+    with httpx.Client(timeout=10, base_url=f"http://127.0.0.1:{demo.ports.verifier}") as wallet:
+        page = wallet.get("/wallet?" + urlsplit(web).query)
+        assert page.status_code == 200, page.text
+        assert "eu.europa.ec.av.1.age_over_18" in page.text
+        answer = wallet.post(
+            "/wallet",
+            data={
+                "request": _hidden(page.text, "request"),
+                "action": "share",
+                "birth_date": birth_date,
+            },
+        )
+    assert answer.status_code == 303, answer.text
+    completion = answer.headers["location"]
+    assert completion.startswith(f"http://localhost:{demo.ports.gateway}/.agegate/wallet?")
+    with httpx.Client(timeout=10, headers=host) as http:
+        done = http.get(
+            gw + completion.partition(str(demo.ports.gateway))[2],
+            headers={**HTML, "cookie": f"__Host-agegate-challenge={challenge}"},
+        )
+        if done.status_code != 303:
+            return done
+        session = _cookie(done, "__Host-agegate")
+        return http.get(
+            gw + done.headers["location"], headers={**HTML, "cookie": f"__Host-agegate={session}"}
+        )
+
+
+@pytest.fixture
+def example_demo(tmp_path: Path) -> Iterator[Demo]:
+    """The demo with policies/example.yaml only (it offers the eu-av wallet)."""
+    (tmp_path / "tmp").mkdir()
+    running = Demo(None, tmp_path / "tmp")
+    try:
+        for port in (running.ports.shop, running.ports.verifier, running.ports.gateway):
+            wait_for_port(port, timeout=30)
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.kill_all()
+
+
+def test_demo_eu_av_web_wallet_lets_an_adult_in_and_refuses_a_child(example_demo: Demo) -> None:
+    page = _eu_av_web_wallet(example_demo, "1984-07-09")
+    assert page.status_code == 200, page.text
+    assert "<code>X-Agegate-Age-Over</code></th><td>18</td>" in page.text
+    refused = _eu_av_web_wallet(example_demo, "2016-03-12")
+    assert refused.status_code == 403, refused.text
+    code, output = example_demo.stop(signal.SIGINT)
+    assert code == 0, output
+    assert "1984-07-09" not in output

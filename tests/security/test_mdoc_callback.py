@@ -1,11 +1,14 @@
 """An ``eu-av`` mdoc is accepted only from the wallet flow — against a live gateway.
 
 A DeviceResponse valid for this very challenge (our nonce, our callback as
-client_id and response_uri), posted to the browser ``form_post`` callback as
-``age_token``, must not start a session: on that channel nothing binds the
-request the wallet answered to the one the gateway made.  Also: the gateway
-loads an ``eu-av`` verifier from YAML, and a hostile DeviceResponse is a
-reasoned 400, never a 500.
+client_id and response_uri), posted to the callback browser-style (the
+challenge's own ``state``, ``age_token``), must not start a session: on that
+channel nothing binds the request the wallet answered to the one the gateway
+made.  The callback of a wallet verifier is the OpenID4VP ``direct_post``
+endpoint, which takes only the request's sealed ``state`` (``state_invalid``);
+the verifier's own ``wrong_channel`` is the second line (tests/verifiers/mdoc).
+Also: the gateway loads an ``eu-av`` verifier from YAML, and a hostile
+DeviceResponse in a ``direct_post`` is a reasoned 400, never a 500.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import pytest
 from tests.security.support import browser_challenge, callback
 from tests.support.gateway import AUTHORIZE_URL, ISSUER, GatewayProcess, session_cookie
 from tests.support.upstream import UpstreamServer
+from tests.support.wallet import wallet_challenge
 from verifiers.reference.mdoc import MdocTestIssuer, build_device_response
+from verifiers.reference.wallet import parse_request, submit
 
 POLICY = """
 version: 1
@@ -74,7 +79,7 @@ def test_mdoc_on_the_form_post_callback_is_refused(
     fields = f"state={quote(challenge.state)}&age_token={quote(vp_token)}"
     response = callback(mdoc_gateway, fields.encode(), challenge.cookie, verifier="eu-wallet")
     assert response.status == 400, (response.status, response.body[:300])
-    assert json.loads(response.body)["reason"] == "wrong_channel"
+    assert json.loads(response.body)["reason"] == "state_invalid"
     assert session_cookie(response.header_list("set-cookie")) is None
     assert vp_token[:40] not in mdoc_gateway.log_text()
 
@@ -86,8 +91,8 @@ def test_mdoc_on_the_form_post_callback_is_refused(
 def test_hostile_device_response_is_a_reasoned_refusal(
     mdoc_gateway: GatewayProcess, vp_token: str
 ) -> None:
-    challenge = browser_challenge(mdoc_gateway)
-    fields = f"state={quote(challenge.state)}&age_token={quote(vp_token)}"
-    response = callback(mdoc_gateway, fields.encode(), challenge.cookie, verifier="eu-wallet")
-    assert 400 <= response.status < 500, (response.status, response.body[:300])
-    assert json.loads(response.body)["reason"]
+    wallet_request = parse_request(wallet_challenge(mdoc_gateway).request_uri)
+    status, body = submit(wallet_request, {"age": [vp_token]})
+    assert 400 <= status < 500, (status, body)
+    # Past the state: the DeviceResponse itself was judged (an empty one is the vp_token's).
+    assert body["reason"] not in ("state_invalid", "replayed_state"), body

@@ -35,6 +35,7 @@ import pytest
 
 from gateway.plugins import installed_kinds
 from tests.security.canary import Run, Setup, canary, visitor_headers
+from tests.security.canary_eu_av import drive_eu_av, prepare_eu_av
 from tests.security.canary_oidc import drive_oidc, prepare_oidc
 from tests.security.canary_privacy_pass import drive_privacy_pass, prepare_privacy_pass
 from tests.security.canary_sd_jwt_vc import drive_sd_jwt_vc, prepare_sd_jwt_vc
@@ -151,6 +152,7 @@ DRIVERS: dict[str, Driver] = {
     "privacy-pass": Driver(prepare_privacy_pass, drive_privacy_pass),
     "oidc": Driver(prepare_oidc, drive_oidc),
     "sd-jwt-vc": Driver(prepare_sd_jwt_vc, drive_sd_jwt_vc),
+    "eu-av": Driver(prepare_eu_av, drive_eu_av),
 }
 
 

@@ -148,6 +148,28 @@ def test_vp_token_for_a_query_not_asked_is_refused(site: WalletSite) -> None:
     assert (response.status, reason(response)) == (400, "unexpected_query")
 
 
+def test_vp_token_answering_two_query_ids_at_once_is_refused(site: WalletSite) -> None:
+    # Two credentials for one age would only make the visitor more linkable.
+    wallet_request = parse_request(wallet_challenge(site.gw).request_uri)
+    answer = site.wallet.answer(wallet_request)
+    vp_token = json.dumps({"age": answer["age"], "age-mdl": answer["age"]})
+    body = urlencode({"state": wallet_request.state, "vp_token": vp_token})
+    response = direct_post(site, body.encode())
+    assert (response.status, reason(response)) == (400, "unexpected_query")
+
+
+def test_vp_token_naming_an_id_the_query_did_not_name_is_refused(site: WalletSite) -> None:
+    # "age-mdl" is an id of the eu-av query with accept_mdl, not of this sd-jwt-vc one.
+    wallet_request = parse_request(wallet_challenge(site.gw).request_uri)
+    assert [q["id"] for q in wallet_request.dcql_query["credentials"]] == ["age"]
+    answer = site.wallet.answer(wallet_request)
+    body = urlencode(
+        {"state": wallet_request.state, "vp_token": json.dumps({"age-mdl": answer["age"]})}
+    )
+    response = direct_post(site, body.encode())
+    assert (response.status, reason(response)) == (400, "unexpected_query")
+
+
 @pytest.mark.parametrize(
     "vp_token",
     [

@@ -28,6 +28,7 @@ from verifiers.base import (
     VerifierServices,
     VerifyContext,
 )
+from verifiers.config import provider_url
 from verifiers.linkability import LinkabilityMode, enforce, parse_mode
 from verifiers.mdoc.cose import ES256, X5CHAIN, cose_key_to_public, verify_es256
 from verifiers.mdoc.response import (
@@ -57,7 +58,7 @@ AV_DOCTYPE = "eu.europa.ec.av.1"  # docType and namespace are the same string
 MDL_DOCTYPE = "org.iso.18013.5.1.mDL"
 MDL_NAMESPACE = "org.iso.18013.5.1"
 DEFAULT_SESSION_TTL = 3600.0
-_OWN_KEYS = frozenset({"trust_anchors", "accept_mdl", "linkability"})
+_OWN_KEYS = frozenset({"trust_anchors", "accept_mdl", "linkability", "wallet_url"})
 _AGE_ELEMENT = re.compile(r"age_over_([0-9]{2})")
 
 # Hook for the status-list module (verifiers/status_list.py): called with the
@@ -73,6 +74,7 @@ class EuAvConfig(VerifierConfig):
     trust_anchors: Path
     accept_mdl: bool
     linkability: LinkabilityMode
+    wallet_url: str | None = None  # a web wallet offered beside openid4vp:// (https, or loopback)
 
 
 def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> EuAvConfig:
@@ -92,6 +94,7 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> E
         trust_anchors=path,
         accept_mdl=accept_mdl,
         linkability=parse_mode(config),
+        wallet_url=provider_url(config, "wallet_url"),
     )
 
 
@@ -130,6 +133,7 @@ class EuAvVerifier(WalletVerifier):
         if self.config.accept_mdl:
             self._namespaces[MDL_DOCTYPE] = MDL_NAMESPACE
         self.status_check: StatusCheck | None = None
+        self.wallet_url = self.config.wallet_url
 
     def credential_query(self, query_id: str, min_age: int) -> Mapping[str, Any]:
         """The DCQL query for ``age_over_<min_age>`` of ``eu.europa.ec.av.1``, nothing else."""

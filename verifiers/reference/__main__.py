@@ -16,6 +16,7 @@ import uvicorn
 
 from verifiers.reference.app import ReferenceConfig, build_reference_app
 from verifiers.reference.issuer import IssuerKey, load_issuer_keys
+from verifiers.reference.mdoc import MdocTestIssuer
 from verifiers.sdk import load_signing_key
 
 __all__ = ["main", "parse_args"]
@@ -63,6 +64,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="PEM EC key of the simulated EU wallet's test CA: serves /wallet",
     )
     parser.add_argument(
+        "--wallet-mdoc-issuer",
+        type=Path,
+        help="PEM of the simulated wallet's mdoc test IACA and DS (keys and certificates): "
+        "the /wallet answers eu-av requests",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     return parser.parse_args(argv)
@@ -89,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             pp_keys=pp_keys,
             wallet_ca_key=(
                 load_signing_key(args.wallet_ca_key.read_bytes()) if args.wallet_ca_key else None
+            ),
+            wallet_mdoc_issuer=(
+                MdocTestIssuer.from_pem(args.wallet_mdoc_issuer.read_bytes())
+                if args.wallet_mdoc_issuer
+                else None
             ),
         )
     except (OSError, ValueError, TypeError) as exc:

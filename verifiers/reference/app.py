@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from verifiers.base import AssuranceLevel
 from verifiers.reference.issuer import IssuerKey, PrivacyPassIssuer
+from verifiers.reference.mdoc import MdocTestIssuer
 from verifiers.reference.pages import Pages, Raw, ages_phrase, origin_of, post_back_intro
 from verifiers.reference.params import (
     AuthorizeRequest,
@@ -86,6 +87,8 @@ class ReferenceConfig:
     pp_keys: tuple[IssuerKey, ...] = ()
     # The test CA key of the simulated EU wallet (/wallet); None: no wallet pages.
     wallet_ca_key: PrivateKey | None = None
+    # The test IACA and DS of the simulated wallet's mdocs (eu-av); None: no mdocs.
+    wallet_mdoc_issuer: MdocTestIssuer | None = None
     clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
@@ -297,14 +300,17 @@ def build_reference_app(config: ReferenceConfig) -> Starlette:
             pages=handlers.pages,
         )
         routes += issuer.routes()
+    wallet_issuer = None
     if config.wallet_ca_key is not None:
         if not isinstance(config.wallet_ca_key, ec.EllipticCurvePrivateKey):
             raise ValueError("the wallet CA key must be an EC key")
         wallet_issuer = ReferenceSdJwtIssuer(
             issuer=config.issuer, ca=ReferenceCa(key=config.wallet_ca_key)
         )
-        pages = handlers.pages
-        routes += WebWallet(wallet_issuer, config.clients, pages, config.clock).routes()
+    if wallet_issuer is not None or config.wallet_mdoc_issuer is not None:
+        routes += WebWallet(
+            wallet_issuer, config.clients, handlers.pages, config.clock, config.wallet_mdoc_issuer
+        ).routes()
     app = Starlette(routes=routes)
     app.add_middleware(_AccessLog, logger=logging.getLogger(ACCESS_LOGGER))
     return app

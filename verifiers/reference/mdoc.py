@@ -131,6 +131,40 @@ class MdocTestIssuer:
         )
         return cls(iaca_key, iaca_cert, ds_key, ds_cert)
 
+    def to_pem(self) -> bytes:
+        """IACA key, IACA certificate, DS key, DS certificate: a private file (the demo's)."""
+        keys = [
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            for key in (self.iaca_key, self.ds_key)
+        ]
+        certs = [c.public_bytes(serialization.Encoding.PEM) for c in (self.iaca_cert, self.ds_cert)]
+        return keys[0] + certs[0] + keys[1] + certs[1]
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> MdocTestIssuer:
+        """The issuer :meth:`to_pem` wrote; ``ValueError`` if ``data`` is not one."""
+        certs = x509.load_pem_x509_certificates(data)
+        blocks = [
+            block + b"-----END PRIVATE KEY-----\n"
+            for block in data.split(b"-----END PRIVATE KEY-----\n")[:-1]
+        ]
+        keys = [
+            serialization.load_pem_private_key(block[block.index(b"-----BEGIN") :], None)
+            for block in blocks
+        ]
+        if len(certs) != 2 or len(keys) != 2:
+            raise ValueError("expected an IACA key and certificate, then a DS key and certificate")
+        iaca_key, ds_key = keys
+        if not isinstance(iaca_key, ec.EllipticCurvePrivateKey) or not isinstance(
+            ds_key, ec.EllipticCurvePrivateKey
+        ):
+            raise ValueError("the mdoc test issuer's keys must be EC keys")
+        return cls(iaca_key, certs[0], ds_key, certs[1])
+
     def trust_anchor_pem(self) -> bytes:
         """The IACA root in PEM: the content of an ``eu-av`` verifier's ``trust_anchors`` file."""
         return self.iaca_cert.public_bytes(serialization.Encoding.PEM)

@@ -5,8 +5,11 @@
 ``{query_id: [presentation]}``) disclosing only the claims the query names;
 :func:`submit` posts it ``direct_post`` to the ``response_uri`` and returns the
 ``redirect_uri`` the verifier answers.  Each credential format is one
-function in :data:`PRESENTERS` (``dc+sd-jwt`` here; an mdoc ``mso_mdoc``
-DeviceResponse builder plugs in the same way).
+function in :data:`PRESENTERS`: ``dc+sd-jwt`` (an SD-JWT VC with a KB-JWT) and
+``mso_mdoc`` (an ISO 18013-5 DeviceResponse signed over the request's
+SessionTranscript, from an mdoc of :class:`~verifiers.reference.mdoc.MdocTestIssuer`).
+When the query has ``credential_sets``, only the first option of each set the
+wallet can answer is answered, as a real wallet would.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from verifiers.b64url import b64url_decode
+from verifiers.reference.mdoc import Defects, IssuedMdoc, build_device_response
 from verifiers.reference.sd_jwt_issuer import public_jwk
 from verifiers.sd_jwt_vc.format import sd_hash
 
@@ -33,6 +37,7 @@ __all__ = [
     "Presenter",
     "Wallet",
     "parse_request",
+    "present_mdoc",
     "present_sd_jwt_vc",
     "submit",
 ]
@@ -76,8 +81,16 @@ class HeldCredential:
     """One credential in the wallet: its format, the issued form, and the holder key."""
 
     format: str
-    issued: str
+    issued: str  # the SD-JWT VC as issued; "" for an mdoc
     holder_key: ec.EllipticCurvePrivateKey
+    mdoc: IssuedMdoc | None = None  # the mdoc (``mso_mdoc``), with its own device key
+
+    def matches(self, query: Mapping[str, Any]) -> bool:
+        """Whether this credential answers one DCQL Credential Query (format, doctype)."""
+        if self.format != query.get("format"):
+            return False
+        doctype = query.get("meta", {}).get("doctype_value")
+        return doctype is None or (self.mdoc is not None and self.mdoc.doc_type == doctype)
 
 
 #: Builds one presentation: (credential, claim paths asked, request, overrides) -> text.
@@ -119,7 +132,32 @@ def present_sd_jwt_vc(
     return presented + kb
 
 
-PRESENTERS: dict[str, Presenter] = {"dc+sd-jwt": present_sd_jwt_vc}
+def present_mdoc(
+    held: HeldCredential,
+    paths: Sequence[Sequence[str]],
+    request: AuthorizationRequest,
+    overrides: Mapping[str, Any],
+) -> str:
+    """A base64url DeviceResponse revealing only the asked elements the mdoc holds.
+
+    ``overrides`` plants test defects: ``disclose`` (extra element names),
+    ``defects`` (a :class:`~verifiers.reference.mdoc.Defects`).
+    """
+    if held.mdoc is None:
+        raise ValueError("an mso_mdoc credential without its mdoc")
+    asked = [str(path[-1]) for path in paths] + list(overrides.get("disclose", ()))
+    defects = overrides.get("defects")
+    return build_device_response(
+        held.mdoc,
+        client_id=request.client_id,
+        response_uri=request.response_uri,
+        nonce=request.nonce,
+        disclose=[name for name in asked if name in held.mdoc.items],
+        defects=defects if isinstance(defects, Defects) else None,
+    )
+
+
+PRESENTERS: dict[str, Presenter] = {"dc+sd-jwt": present_sd_jwt_vc, "mso_mdoc": present_mdoc}
 
 
 @dataclass
@@ -138,19 +176,30 @@ class Wallet:
     def add(self, fmt: str, issued: str) -> None:
         self.credentials.append(HeldCredential(fmt, issued, self.holder_key))
 
+    def add_mdoc(self, mdoc: IssuedMdoc) -> None:
+        """Hold an mdoc (AV or mDL); it signs with its own device key."""
+        self.credentials.append(HeldCredential("mso_mdoc", "", mdoc.device_key, mdoc))
+
     def answer(
         self, request: AuthorizationRequest, overrides: Mapping[str, Any] | None = None
     ) -> dict[str, list[str]]:
         """The ``vp_token`` object for the request's DCQL query."""
         vp_token: dict[str, list[str]] = {}
         for query in request.dcql_query.get("credentials", []):
-            held = next((c for c in self.credentials if c.format == query.get("format")), None)
+            held = next((c for c in self.credentials if c.matches(query)), None)
             presenter = PRESENTERS.get(str(query.get("format")))
             if held is None or presenter is None:
                 continue
             paths = [claim["path"] for claim in query.get("claims", [])]
             vp_token[query["id"]] = [presenter(held, paths, request, overrides or {})]
-        return vp_token
+        sets = request.dcql_query.get("credential_sets")
+        if not sets:
+            return vp_token
+        chosen: set[str] = set()
+        for options in (each.get("options", []) for each in sets):
+            first: list[str] = next((o for o in options if all(i in vp_token for i in o)), [])
+            chosen.update(first)
+        return {key: value for key, value in vp_token.items() if key in chosen}
 
 
 def submit(

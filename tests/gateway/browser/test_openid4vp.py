@@ -17,6 +17,7 @@ from gateway.browser.openid4vp import (
     WalletStateCodec,
     challenge_binding,
     parse_vp_token,
+    query_ids,
     request_uri,
 )
 from verifiers.base import AssuranceLevel
@@ -41,7 +42,10 @@ def sample_state(**changes: object) -> WalletState:
 
 def test_request_uri_is_openid4vp_1_0_by_value() -> None:
     uri = request_uri(
-        "https://shop.example/.agegate/callback/eu-pid", "nonce1", "st", {"id": "age"}
+        "https://shop.example/.agegate/callback/eu-pid",
+        "nonce1",
+        "st",
+        {"credentials": [{"id": "age"}]},
     )
     params = {k: v[0] for k, v in parse_qs(urlsplit(uri).query).items()}
     assert uri.startswith("openid4vp://?")
@@ -71,20 +75,40 @@ def test_state_open_never_raises(text: str) -> None:
     assert codec.open(text, NOW) is None
 
 
-@given(st.text(max_size=300))
+ASKED = frozenset({"age", "age-mdl"})
+_ids = st.sampled_from(["age", "age-mdl", "pid", ""])
+_entries = st.lists(st.text(max_size=5), max_size=3) | st.text(max_size=5) | st.integers()
+
+
+@given(st.text(max_size=300) | st.dictionaries(_ids, _entries, max_size=3).map(json.dumps))
 def test_parse_vp_token_never_raises_anything_but_a_refusal(text: str) -> None:
     try:
-        value = parse_vp_token(text)
+        query_id, value = parse_vp_token(text, ASKED)
     except WalletRefused as error:
         assert error.reason in ("malformed", "unexpected_query")
     else:
-        assert json.loads(text) == {"age": [value]}
+        assert query_id in ASKED
+        assert json.loads(text) == {query_id: [value]}
 
 
-def test_vp_token_answering_another_query_is_refused() -> None:
+@pytest.mark.parametrize(
+    "text",
+    ['{"age": ["x"], "pid": ["y"]}', '{"age": ["x"], "age-mdl": ["y"]}', '{"pid": ["x"]}', "{}"],
+)
+def test_vp_token_answering_not_exactly_one_asked_query_is_refused(text: str) -> None:
     with pytest.raises(WalletRefused) as caught:
-        parse_vp_token('{"age": ["x"], "pid": ["y"]}')
+        parse_vp_token(text, ASKED)
     assert caught.value.reason == "unexpected_query"
+
+
+def test_vp_token_may_answer_any_one_option_asked() -> None:
+    assert parse_vp_token('{"age-mdl": ["m"]}', ASKED) == ("age-mdl", "m")
+    assert parse_vp_token('{"age": ["a"]}') == ("age", "a")
+
+
+def test_query_ids_are_the_credential_query_ids() -> None:
+    query = {"credentials": [{"id": "age"}, {"id": "age-mdl"}], "credential_sets": []}
+    assert query_ids(query) == ASKED
 
 
 @given(

@@ -29,6 +29,7 @@ from tests.verifiers.tokens import (
     write_jwks,
 )
 from verifiers import sdk
+from verifiers.reference.mdoc import MdocTestIssuer
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "policies" / "example.yaml"
@@ -111,6 +112,7 @@ def write_config(tmp_path: Path, **extra: object) -> Path:
     (tmp_path / "jwks.json").write_text(
         json.dumps(sdk.jwks(ec.generate_private_key(ec.SECP256R1())))
     )
+    (tmp_path / "iaca.pem").write_bytes(MdocTestIssuer.generate().trust_anchor_pem())
     config = {
         "session_keys_file": "session.keys",
         "policy": str(EXAMPLE),
@@ -126,6 +128,7 @@ def write_config(tmp_path: Path, **extra: object) -> Path:
                 "token_keys": {"18": "pp/pp-18.spki.pem"},
             },
             "eu-wallet": {"kind": "sd-jwt-vc", "vct": ["urn:test"], "jwks_file": "jwks.json"},
+            "eu-av-wallet": {"kind": "eu-av", "trust_anchors": "iaca.pem"},
         },
         **extra,
     }

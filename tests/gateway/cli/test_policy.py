@@ -122,7 +122,7 @@ def test_explain_path_confusion_shows_canonical_path_and_rule() -> None:
         "session:   none",
         "rule:      wine (#3, path /wine/**, methods GET,HEAD,POST)",
         "decision:  challenge (no_session) — requires age 18, assurance basic, "
-        "verifiers reference-token, reference-pp, eu-wallet",
+        "verifiers reference-token, reference-pp, eu-wallet, eu-av-wallet",
     ]
 
 

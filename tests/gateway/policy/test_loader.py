@@ -19,7 +19,9 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "policies" / "example.yaml"
 
 
 def test_example_policy_loads_into_the_model() -> None:
-    policy = load_policy(EXAMPLE, known_verifiers={"reference-token", "reference-pp", "eu-wallet"})
+    policy = load_policy(
+        EXAMPLE, known_verifiers={"reference-token", "reference-pp", "eu-wallet", "eu-av-wallet"}
+    )
     assert policy.version == 1
     assert policy.source == str(EXAMPLE)
     assert policy.sha256 == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
@@ -35,7 +37,12 @@ def test_example_policy_loads_into_the_model() -> None:
     assert wine.requirement is not None
     assert wine.requirement.min_age == 18
     assert wine.requirement.assurance is AssuranceLevel.BASIC
-    assert wine.requirement.verifiers == ("reference-token", "reference-pp", "eu-wallet")
+    assert wine.requirement.verifiers == (
+        "reference-token",
+        "reference-pp",
+        "eu-wallet",
+        "eu-av-wallet",
+    )
     assert wine.requirement.session_ttl == 3600.0
     us = wine.requirement_for("US")
     assert us is not None and us.min_age == 21

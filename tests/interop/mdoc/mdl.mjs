@@ -1,7 +1,9 @@
 // Builds eu.europa.ec.av.1 (or mDL) DeviceResponses with @auth0/mdl and a chain made
 // with @peculiar/x509: an independent mdoc stack against agegate's eu-av verifier.
-// stdin: {"now": ISO, "client_id", "response_uri", "nonce", "cases": {name: options}}
-// stdout: {"anchor_pem", "other_anchor_pem", "responses": {name: base64url DeviceResponse}}
+// stdin: {"now": ISO, "client_id", "response_uri", "nonce", "cases": {name: options},
+//         "chain"?: a previous run's "chain", to issue under the same IACA again}
+// stdout: {"anchor_pem", "other_anchor_pem", "responses": {name: base64url DeviceResponse},
+//          "chain": {rootPem, dsDer (base64), dsJwk}: TEST keys, for the next run}
 // The OpenID4VP 1.0 SessionTranscript is computed HERE (the library's own helper
 // follows the 2023 ISO 18013-7 draft), independently of agegate's Python code.
 import { createHash, webcrypto } from 'node:crypto';
@@ -114,7 +116,10 @@ const req = JSON.parse(await new Promise((resolve) => {
   process.stdin.on('end', () => resolve(text));
 }));
 const now = new Date(req.now);
-const chain = await makeChain(now, 'interop IACA');
+// A gateway trusts the IACA before it asks (with its nonce): later runs reuse the chain.
+const chain = req.chain
+  ? { ...req.chain, dsDer: new Uint8Array(Buffer.from(req.chain.dsDer, 'base64')) }
+  : await makeChain(now, 'interop IACA');
 const other = await makeChain(now, 'unrelated IACA');
 const responses = {};
 const shared = {};
@@ -129,4 +134,5 @@ for (const [name, opts] of Object.entries(req.cases)) {
 }
 process.stdout.write(JSON.stringify({
   anchor_pem: chain.rootPem, other_anchor_pem: other.rootPem, responses,
+  chain: { rootPem: chain.rootPem, dsDer: Buffer.from(chain.dsDer).toString('base64'), dsJwk: chain.dsJwk },
 }));

@@ -394,6 +394,12 @@ def test_dcql_with_mdl_offers_either(anchors: Path) -> None:
     assert query["credential_sets"] == [{"options": [["age"], ["age-mdl"]]}]
 
 
+def test_wallet_url_is_offered_when_configured(anchors: Path) -> None:
+    assert make_verifier(anchors).wallet_url is None
+    web = make_verifier(anchors, wallet_url="https://wallet.example/present")
+    assert web.wallet_url == "https://wallet.example/present"
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -402,6 +408,8 @@ def test_dcql_with_mdl_offers_either(anchors: Path) -> None:
         ({"trust_anchors": "iaca.pem", "accept_mdl": "yes"}, "accept_mdl: expected"),
         ({"trust_anchors": "iaca.pem", "linkability": "ignore"}, "linkability: expected"),
         ({"trust_anchor": "iaca.pem"}, "trust_anchor: unknown setting"),
+        ({"trust_anchors": "iaca.pem", "wallet_url": "http://wallet.example/w"}, "wallet_url: "),
+        ({"trust_anchors": "iaca.pem", "wallet_url": ""}, "wallet_url: "),
     ],
 )
 def test_config_errors_name_the_key(anchors: Path, config: dict[str, Any], message: str) -> None:
