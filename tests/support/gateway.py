@@ -134,6 +134,11 @@ class GatewayProcess:
         config.update(settings or {})
         self.config_path.write_text(yaml.safe_dump(config))
         self.env = {**os.environ, **(env or {})}
+        if module.startswith("tests."):
+            # A test-side entry module runs from the temp directory: find it via the checkout.
+            root = str(Path(__file__).resolve().parents[2])
+            paths = [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            self.env["PYTHONPATH"] = os.pathsep.join([*paths, root])
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
