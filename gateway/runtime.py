@@ -49,6 +49,7 @@ __all__ = [
     "Runtime",
     "SessionKeysHolder",
     "load_checked_policy",
+    "previous_store_keys",
     "verifier_services",
 ]
 
@@ -79,6 +80,12 @@ def verifier_services(settings: Settings, http: aiohttp.ClientSession | None) ->
         audience=settings.audience,
         secret=derive_key(settings.session_keys[0], "verifier-secret"),
     )
+
+
+def previous_store_keys(session_keys: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The store-HMAC keys of the session keys after the first: looked under, never
+    written with, so records and logouts of nodes on another first key are seen."""
+    return tuple(derive_key(key, "store-hmac") for key in session_keys[1:])
 
 
 def _require_keys(settings: Settings) -> None:
@@ -149,12 +156,16 @@ class SessionKeysHolder:
     API-nonce, store-HMAC and verifier secrets every node of a site must
     share, so a new first key is refused here (the old ring stays) and takes
     effect at the next restart; docs/operations.md gives the rotation order.
+    The keys below the first also name store records and logouts written by
+    nodes whose first key is one of them, so they go to ``previous`` too (the
+    store and the revocation, as :func:`previous_store_keys`).
     """
 
     path: Path
     keys: tuple[bytes, ...]
     codecs: tuple[SessionCodec, ChallengeCodec]
     metrics: Metrics
+    previous: tuple[Store | SessionRevocation, ...] = ()
     _mtime: float = 0.0
 
     def __post_init__(self) -> None:
@@ -186,6 +197,8 @@ class SessionKeysHolder:
         if keys != self.keys:
             for codec in self.codecs:
                 codec.use_keys(keys)
+            for user in self.previous:
+                user.use_previous_keys(previous_store_keys(keys))
             self.keys = keys
         self.metrics.key_reloads.labels("ok").inc()
         log_event("session_keys_reloaded", file=str(self.path), keys=[key_id(k) for k in keys])
@@ -276,11 +289,7 @@ class Runtime:
         challenges = ChallengeCodec(
             settings.session_keys, audience, on_invalid=count(CHALLENGE_COOKIE)
         )
-        key_file = None
-        if settings.session_keys_file is not None:
-            key_file = SessionKeysHolder(
-                settings.session_keys_file, settings.session_keys, (sessions, challenges), metrics
-            )
+        previous_keys = previous_store_keys(settings.session_keys)
         store = open_store(
             settings.store,
             store_key,
@@ -289,19 +298,31 @@ class Runtime:
                 settings.redis_connect_timeout,
                 settings.redis_socket_timeout,
             ),
+            previous_keys=previous_keys,
         )
+        revocation = SessionRevocation(
+            sessions,
+            store,
+            store_key,
+            previous_keys=previous_keys,
+            enabled=settings.session_revocation,
+            on_revoked=lambda: count(SESSION_COOKIE)("revoked"),
+        )
+        key_file = None
+        if settings.session_keys_file is not None:
+            key_file = SessionKeysHolder(
+                settings.session_keys_file,
+                settings.session_keys,
+                (sessions, challenges),
+                metrics,
+                (store, revocation),
+            )
         return cls(
             settings=settings,
             metrics=metrics,
             policies=policies,
             sessions=sessions,
-            revocation=SessionRevocation(
-                sessions,
-                store,
-                store_key,
-                enabled=settings.session_revocation,
-                on_revoked=lambda: count(SESSION_COOKIE)("revoked"),
-            ),
+            revocation=revocation,
             challenges=challenges,
             nonces=NonceIssuer(derive_key(master, "api-nonce")),
             store=store,

@@ -26,6 +26,12 @@ cookie); a cookie sealed before session ids existed is named by the HMAC of
 its whole value, so an upgrade neither logs anyone out nor leaves an old
 cookie unrevocable.
 
+A logout is recorded under the store key derived from the first session key
+only, but a session is refused if its digest under the key derived from
+*any* key of the ring is revoked: during a rotation, a node whose first key
+is new still honours logouts recorded by nodes on the old one (and the
+reverse, once they hold the new key below the old; docs/operations.md).
+
 The local set is bounded (:data:`MAX_REVOKED` entries, each gone when its
 session would have expired).  Past the bound the entry closest to its expiry
 is dropped from memory, never from the store, and until that entry would
@@ -40,7 +46,7 @@ import hashlib
 import heapq
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from gateway.errors import StoreUnavailable
@@ -137,16 +143,23 @@ class _Digester:
         return mac.hexdigest()
 
 
+def _digesters(key: bytes, previous: Sequence[bytes]) -> tuple[tuple[_Digester, _Digester], ...]:
+    # (by session id, by whole cookie) per key, the first (writing) key first.
+    return tuple(
+        (_Digester(k, REVOKED_NAMESPACE), _Digester(k, LEGACY_NAMESPACE)) for k in (key, *previous)
+    )
+
+
 class SessionRevocation:
     """Opens session cookies, refusing revoked ones; revokes them on logout."""
 
     __slots__ = (
-        "_by_cookie",
-        "_by_id",
         "_clock",
         "_codec",
+        "_digesters",
         "_digests",
         "_enabled",
+        "_key",
         "_on_revoked",
         "_pending",
         "_revoked",
@@ -160,6 +173,7 @@ class SessionRevocation:
         store: Store,
         hmac_key: bytes,
         *,
+        previous_keys: Sequence[bytes] = (),
         enabled: bool,
         on_revoked: Callable[[], None] | None = None,
         max_entries: int = MAX_REVOKED,
@@ -170,12 +184,12 @@ class SessionRevocation:
         self._enabled = enabled
         self._on_revoked = on_revoked
         self._clock = clock
-        self._by_id = _Digester(hmac_key, REVOKED_NAMESPACE)
-        self._by_cookie = _Digester(hmac_key, LEGACY_NAMESPACE)
+        self._key = bytes(hmac_key)
+        self._digesters = _digesters(self._key, previous_keys)
         self._revoked = RevokedSet(max_entries)
         # Digests of sessions seen lately, so a request pays a dict lookup, not an HMAC;
         # bounded like the codec's own cache of opened cookies.
-        self._digests: dict[str, str] = {}
+        self._digests: dict[str, tuple[str, ...]] = {}
         # Logouts the store could not record (outage): recorded on the next subscription.
         self._pending: dict[str, float] = {}
         self.followed: bool | None = None  # outcome of the last catch-up; None before one
@@ -190,16 +204,28 @@ class SessionRevocation:
         """This process's set of revoked session digests."""
         return self._revoked
 
-    def digest(self, claims: SessionClaims, cookie: str) -> str:
-        """The store digest naming a session: HMAC of its id, or of an id-less cookie."""
+    def use_previous_keys(self, keys: Sequence[bytes]) -> None:
+        """From now on also refuse sessions revoked under ``keys`` (derived from the session
+        keys after the first); logouts are still recorded under the first key only."""
+        self._digesters = _digesters(self._key, keys)
+        self._digests = {}
+
+    def digests(self, claims: SessionClaims, cookie: str) -> tuple[str, ...]:
+        """The store digests naming a session, under the first key then each previous one:
+        HMACs of its id, or of an id-less cookie."""
         name = claims.session_id if claims.session_id is not None else cookie
-        digest = self._digests.get(name)
-        if digest is None:
-            digest = self._by_id(name) if claims.session_id is not None else self._by_cookie(name)
+        digests = self._digests.get(name)
+        if digests is None:
+            kind = 0 if claims.session_id is not None else 1
+            digests = tuple(pair[kind](name) for pair in self._digesters)
             if len(self._digests) >= _DIGEST_CACHE:
                 del self._digests[next(iter(self._digests))]
-            self._digests[name] = digest
-        return digest
+            self._digests[name] = digests
+        return digests
+
+    def digest(self, claims: SessionClaims, cookie: str) -> str:
+        """The store digest a logout of this session is recorded under (the first key's)."""
+        return self.digests(claims, cookie)[0]
 
     async def open(self, cookie: str | None, now: float) -> SessionClaims | None:
         """The claims of a fresh, authentic, not revoked cookie; ``None`` otherwise.
@@ -211,10 +237,16 @@ class SessionRevocation:
         claims = self._codec.open(cookie, now)
         if claims is None or not self._enabled or cookie is None or not self._revoked:
             return claims
-        digest = self.digest(claims, cookie)
-        revoked = self._revoked.holds(digest, now)
+        digests = self.digests(claims, cookie)
+        held = self._revoked.holds
+        # One lookup with one key; the previous keys' digests only during a rotation.
+        revoked = held(digests[0], now) or (
+            len(digests) > 1 and any(held(d, now) for d in digests[1:])
+        )
         if not revoked and self._revoked.lossy(now):
-            revoked = await self._store.is_revoked(digest)
+            for digest in digests:
+                if revoked := await self._store.is_revoked(digest):
+                    break
         if revoked:
             if self._on_revoked is not None:
                 self._on_revoked()

@@ -7,6 +7,12 @@ process memory discloses nothing linkable (SPEC §8).  :meth:`Store.put` and
 OpenID4VP outcome a wallet's ``direct_post`` leaves for the browser); the
 key is HMAC'd like every record, and the value is what the caller chose to
 keep (no credential, no identity).
+
+Session keys rotate (docs/operations.md), and with them the HMAC key.  A
+store writes under its first (current) key only, but also looks for a
+record under the *previous* keys, derived from the other keys of the ring
+(:meth:`Store.use_previous_keys`): during a rolling restart, nodes whose
+first key differs then still see each other's records.
 A store that cannot answer raises :class:`~gateway.errors.StoreUnavailable`:
 callers fail closed.  Redis is consulted while verifying a presentation,
 rate-limiting ``/.agegate/`` endpoints and recording a logout, never for a
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,7 +70,13 @@ class Store(Protocol):
     """What the gateway needs from a store; also satisfies :class:`verifiers.base.ReplayGuard`."""
 
     async def consume(self, namespace: str, value: str, expires_at: float) -> bool:
-        """Record ``value`` until ``expires_at`` (plus a margin); False if already recorded."""
+        """Record ``value`` until ``expires_at`` (plus a margin); False if already recorded
+        (under the current key or any previous one)."""
+        ...
+
+    def use_previous_keys(self, keys: Sequence[bytes]) -> None:
+        """From now on, also find records written under ``keys`` (derived from the session
+        keys after the first); nothing is ever written under them."""
         ...
 
     async def revoke(self, digest: str, expires_at: float) -> None:

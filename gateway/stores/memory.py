@@ -18,7 +18,7 @@ import heapq
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.errors import StoreUnavailable
 from gateway.stores.base import RETENTION_MARGIN, RateDecision, RevocationSink, record_digest
@@ -36,6 +36,7 @@ class MemoryStore:
         self,
         hmac_key: bytes,
         *,
+        previous_keys: Sequence[bytes] = (),
         max_records: int = DEFAULT_MAX_RECORDS,
         max_buckets: int = DEFAULT_MAX_BUCKETS,
         clock: Callable[[], float] = time.time,
@@ -43,6 +44,7 @@ class MemoryStore:
         if max_records < 1 or max_buckets < 1:
             raise ValueError("store limits must be at least 1")
         self._key = bytes(hmac_key)
+        self._previous = tuple(bytes(key) for key in previous_keys)
         self._clock = clock
         self._max_records = max_records
         self._max_buckets = max_buckets
@@ -59,6 +61,14 @@ class MemoryStore:
         """False: records live in this process only."""
         return False
 
+    def use_previous_keys(self, keys: Sequence[bytes]) -> None:
+        """Also find records under ``keys``, as the shared store does.
+
+        Kept for parity: a process's first key cannot change while it runs, so
+        here nothing is found under them unless a test planted it.
+        """
+        self._previous = tuple(bytes(key) for key in keys)
+
     def __len__(self) -> int:
         """Live and not yet purged single-use records (for tests and metrics)."""
         return len(self._records)
@@ -70,9 +80,11 @@ class MemoryStore:
             raise ValueError("expires_at must be a finite time")
         now = self._clock()
         digest = record_digest(self._key, namespace, value)
-        forget_after = self._records.get(digest)
-        if forget_after is not None and forget_after > now:
-            return False
+        # Written under the first key only; a record under a previous key counts as used.
+        previous = (record_digest(key, namespace, value) for key in self._previous)
+        for held in (self._records.get(d) for d in (digest, *previous)):
+            if held is not None and held > now:
+                return False
         self._purge(now)
         if len(self._records) >= self._max_records:
             raise StoreUnavailable("the in-memory replay store is full")
@@ -107,7 +119,11 @@ class MemoryStore:
         return
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
-        """Count one request in a fixed window that starts with the bucket's first request."""
+        """Count one request in a fixed window that starts with the bucket's first request.
+
+        Under the first key only, like the Redis store: a counter reset by a
+        rotation costs at most one extra window of attempts.
+        """
         self._check_open()
         if limit < 1 or not (window > 0 and math.isfinite(window)):
             raise ValueError("rate limit needs limit >= 1 and a positive window")
@@ -145,10 +161,12 @@ class MemoryStore:
     async def take(self, namespace: str, key: str) -> bytes | None:
         """The live value under ``key``, removed; None when absent or expired."""
         self._check_open()
-        held = self._values.pop(record_digest(self._key, f"value:{namespace}", key), None)
-        if held is None or held[1] <= self._clock():
-            return None
-        return held[0]
+        now = self._clock()
+        for hmac_key in (self._key, *self._previous):
+            held = self._values.pop(record_digest(hmac_key, f"value:{namespace}", key), None)
+            if held is not None and held[1] > now:
+                return held[0]
+        return None
 
     async def ping(self) -> bool:
         """True until closed."""

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio
@@ -98,6 +99,7 @@ class RedisStore:
         url: str,
         hmac_key: bytes,
         *,
+        previous_keys: Sequence[bytes] = (),
         prefix: str = "agegate:",
         options: RedisOptions | None = None,
         deadline: float = 1.5,
@@ -106,6 +108,7 @@ class RedisStore:
         target = parse_redis_url(url)
         options = options or RedisOptions()
         self._key = bytes(hmac_key)
+        self._previous = tuple(bytes(key) for key in previous_keys)
         self._prefix = prefix
         self._deadline = deadline
         self._clock = clock
@@ -133,21 +136,40 @@ class RedisStore:
         """True: every worker connected to the same Redis sees the same records."""
         return True
 
+    def use_previous_keys(self, keys: Sequence[bytes]) -> None:
+        """Also find records under ``keys`` (the other session keys' derived keys)."""
+        self._previous = tuple(bytes(key) for key in keys)
+
     async def consume(self, namespace: str, value: str, expires_at: float) -> bool:
-        """``SET <hmac key> 1 NX PX <ttl>``; False when the key already exists.
+        """``SET <hmac key> 1 NX PX <ttl>``, then ``EXISTS`` under the previous keys;
+        False when the first key's record already existed or any other one exists.
 
         The TTL is relative (``PX``), computed from this gateway's clock, which
         is the clock that judged the token's expiry; an absolute ``PXAT``
         would depend on Redis's clock agreeing with ours.
+
+        The order (our write completes, then we look for the others) is what
+        makes two nodes with different first keys unable to both accept a
+        value: say X writes ``x`` then reads ``y``, and Y writes ``y`` then
+        reads ``x``.  For both to accept, X's read must precede Y's write and
+        Y's read precede X's write; with each node's write before its own read
+        that is a cycle, so whichever reads second sees the other's record.
+        Reading first and writing after would leave exactly that window.
         """
         if not math.isfinite(expires_at):
             raise ValueError("expires_at must be a finite time")
-        digest = record_digest(self._key, namespace, value)
-        key = f"{self._prefix}used:{digest}"
+        key = f"{self._prefix}used:{record_digest(self._key, namespace, value)}"
         remaining = max(expires_at - self._clock(), 0.0) + RETENTION_MARGIN
         ttl_ms = math.ceil(remaining * 1000)
         created = await self._call(lambda: self._client.set(key, b"1", nx=True, px=ttl_ms))
-        return bool(created)
+        previous = self._previous
+        if not created or not previous:
+            return bool(created)
+        others = [f"{self._prefix}used:{record_digest(k, namespace, value)}" for k in previous]
+        # Awaited after the SET's reply (not pipelined): on a Cluster a pipeline may run
+        # the two on different primaries in either order, which would void the argument.
+        found = await self._call(lambda: self._client.exists(*others))
+        return not found
 
     @property
     def revocation_channel(self) -> str:
@@ -241,7 +263,11 @@ class RedisStore:
                 return loaded
 
     async def rate_limit(self, bucket: str, limit: int, window: float) -> RateDecision:
-        """A fixed window per bucket, counted and expired atomically by a Lua script."""
+        """A fixed window per bucket, counted and expired atomically by a Lua script.
+
+        Under the first key only: after a rotation a client's count starts
+        again at zero, once, which costs at most one extra window of attempts.
+        """
         if limit < 1 or not (window > 0 and math.isfinite(window)):
             raise ValueError("rate limit needs limit >= 1 and a positive window")
         digest = record_digest(self._key, "rate", f"{bucket}\x00{window!r}")
@@ -267,11 +293,14 @@ class RedisStore:
         return bool(created)
 
     async def take(self, namespace: str, key: str) -> bytes | None:
-        """``GETDEL value:<hmac>``: one round trip, so two callers never both get the value."""
-        digest = record_digest(self._key, f"value:{namespace}", key)
-        name = f"{self._prefix}value:{digest}"
-        reply = await self._call(lambda: self._client.getdel(name))
-        return reply if isinstance(reply, bytes) else None
+        """``GETDEL value:<hmac>``, so two callers never both get the value; under the
+        first key, then each previous one (a node on the old first key may have put it)."""
+        for hmac_key in (self._key, *self._previous):
+            name = f"{self._prefix}value:{record_digest(hmac_key, f'value:{namespace}', key)}"
+            reply = await self._call(functools.partial(self._client.getdel, name))
+            if isinstance(reply, bytes):
+                return reply
+        return None
 
     async def ping(self) -> bool:
         """True when Redis answers ``PING`` within the deadline; never raises."""

@@ -174,3 +174,54 @@ async def test_disabled_revocation_neither_checks_nor_records() -> None:
     assert await revocation.revoke(cookie, NOW) is None
     assert await revocation.open(cookie, NOW) is not None
     assert store.asked == 0 and len(store) == 0
+
+
+OLD_STORE_KEY = derive_key(b"\x03" * 32, "store-hmac")
+
+
+async def test_a_session_revoked_under_a_previous_key_is_refused() -> None:
+    # A node whose first key was the old one recorded the logout under its derived key.
+    revocation, codec = _revocation(MemoryStore(STORE_KEY), previous_keys=[OLD_STORE_KEY])
+    claims, other = _claims(), _claims()
+    cookie, other_cookie = codec.seal(claims), codec.seal(other)
+    assert claims.session_id is not None
+    assert revocation.digests(claims, cookie) == (
+        record_digest(STORE_KEY, REVOKED_NAMESPACE, claims.session_id),
+        record_digest(OLD_STORE_KEY, REVOKED_NAMESPACE, claims.session_id),
+    )
+    heard = record_digest(OLD_STORE_KEY, REVOKED_NAMESPACE, claims.session_id)
+    revocation._received(heard, NOW + 600)  # as the follower hands it over
+    assert await revocation.open(cookie, NOW) is None
+    assert await revocation.open(other_cookie, NOW) == other
+    # A logout here is still recorded under the first key only.
+    assert revocation.digest(other, other_cookie) == revocation.digests(other, other_cookie)[0]
+
+
+async def test_previous_keys_are_asked_of_the_store_while_the_set_is_lossy() -> None:
+    store = FlakyStore()
+    revocation, codec = _revocation(store, max_entries=1, previous_keys=[OLD_STORE_KEY])
+    claims = _claims(100)
+    cookie = codec.seal(claims)
+    assert claims.session_id is not None
+    await store.revoke(
+        record_digest(OLD_STORE_KEY, REVOKED_NAMESPACE, claims.session_id), NOW + 100
+    )
+    for ttl in (200, 300):  # two logouts overflow the set of one: it becomes lossy
+        assert await revocation.revoke(codec.seal(_claims(ttl)), NOW) == "recorded"
+    assert revocation.revoked.lossy(NOW)
+    asked = store.asked
+    assert await revocation.open(cookie, NOW) is None
+    assert store.asked == asked + 2  # the first key's digest, then the previous one's
+
+
+async def test_use_previous_keys_applies_to_sessions_already_seen() -> None:
+    revocation, codec = _revocation(MemoryStore(STORE_KEY))
+    claims = _claims()
+    cookie = codec.seal(claims)
+    assert claims.session_id is not None
+    revocation._received(
+        record_digest(OLD_STORE_KEY, REVOKED_NAMESPACE, claims.session_id), NOW + 600
+    )
+    assert await revocation.open(cookie, NOW) == claims  # digest cached under one key
+    revocation.use_previous_keys([OLD_STORE_KEY])
+    assert await revocation.open(cookie, NOW) is None

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import ConfigError, StoreUnavailable
+from gateway.session.nonces import derive_key
 from gateway.stores import open_store
 from gateway.stores.base import RETENTION_MARGIN, RateDecision, Store, record_digest
 from gateway.stores.memory import MemoryStore
 from gateway.stores.redis import RedisStore
 from tests.gateway.stores.conftest import HMAC_KEY, FakeClock
+from tests.support.redis import RedisServer
 from verifiers.base import ReplayGuard
 
 NOW = 1_750_000_000.0
@@ -214,3 +221,137 @@ async def test_memory_take_after_expiry_is_none() -> None:
     clock.advance(11)
     assert await memory.take("n", "k") is None
     assert await memory.put("n", "k", b"again", clock.now + 10)
+
+
+# Session-key rotation (docs/operations.md): nodes whose first key differs share one
+# Redis; each writes under its first key and looks under the others.
+OLD_KEY, NEW_KEY = HMAC_KEY, derive_key(b"\x02" * 32, "store-hmac")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def rotated(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[tuple[Store, Store]]:
+    """A store on the old first key and one on the new first key (old below it), sharing
+    records: two nodes mid-rotation.  Two memory stores share nothing in real life (one
+    process never changes its first key), so here they share their tables, to test the
+    lookups themselves."""
+    if request.param == "memory":
+        old = MemoryStore(OLD_KEY, previous_keys=[NEW_KEY], clock=clock)
+        new = MemoryStore(NEW_KEY, previous_keys=[OLD_KEY], clock=clock)
+        new._records, new._expiry_heap, new._values = old._records, old._expiry_heap, old._values
+        yield old, new
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    old_redis = RedisStore(server.url, OLD_KEY, previous_keys=[NEW_KEY], clock=clock)
+    new_redis = RedisStore(server.url, NEW_KEY, previous_keys=[OLD_KEY], clock=clock)
+    yield old_redis, new_redis
+    await old_redis.close()
+    await new_redis.close()
+
+
+async def test_consume_refuses_a_value_recorded_under_a_previous_key(
+    rotated: tuple[Store, Store],
+) -> None:
+    old, new = rotated
+    assert await old.consume("jti:x", "t-1", NOW + 300)
+    assert not await new.consume("jti:x", "t-1", NOW + 300)
+    assert await new.consume("jti:x", "t-2", NOW + 300)
+    assert not await old.consume("jti:x", "t-2", NOW + 300)
+    assert not await new.consume("jti:x", "t-2", NOW + 300)
+
+
+async def test_take_finds_a_value_put_under_a_previous_key(rotated: tuple[Store, Store]) -> None:
+    old, new = rotated
+    assert await old.put("wallet-outcome", "code-r", b"from old", time.time() + 300)
+    assert await new.take("wallet-outcome", "code-r") == b"from old"
+    assert await old.take("wallet-outcome", "code-r") is None
+    assert await new.take("wallet-outcome", "code-r") is None
+    assert await new.put("wallet-outcome", "code-s", b"from new", time.time() + 300)
+    assert await old.take("wallet-outcome", "code-s") == b"from new"
+
+
+async def test_previous_keys_are_replaced_at_reload(redis_stores: Any) -> None:
+    writer = redis_stores(key=OLD_KEY)
+    reader = redis_stores(key=NEW_KEY)
+    assert await writer.consume("nonce", "n-1", time.time() + 60)
+    assert await reader.consume("nonce", "n-1", time.time() + 60)  # the hole, before
+    reader.use_previous_keys([OLD_KEY])
+    assert await writer.consume("nonce", "n-2", time.time() + 60)
+    assert not await reader.consume("nonce", "n-2", time.time() + 60)
+    reader.use_previous_keys([])
+    assert await writer.put("v", "k", b"x", time.time() + 60)
+    assert await reader.take("v", "k") is None
+
+
+async def test_two_first_keys_never_both_accept_a_value(redis_stores: Any) -> None:
+    # SET NX under one's own key, then EXISTS under the other's: of two racing nodes,
+    # whichever looks second sees the other's write.  Both may refuse (fail closed).
+    x = redis_stores(key=OLD_KEY, previous_keys=[NEW_KEY])
+    y = redis_stores(key=NEW_KEY, previous_keys=[OLD_KEY])
+    for round_ in range(40):
+        value = f"race-{round_}"
+        racers = [(x if i % 2 else y).consume("nonce", value, time.time() + 60) for i in range(20)]
+        results = await asyncio.gather(*racers)
+        assert results.count(True) <= 1, round_
+
+
+ROTATION_KEYS = [derive_key(bytes([n]) * 32, "store-hmac") for n in (7, 8, 9)]
+# Rings nodes may hold at once: every order of one key set.  A ring missing another
+# node's first key is not among them: that is the one condition a rotation must keep
+# (the old line goes only once no record under it can still matter; docs/operations.md).
+RINGS = list(itertools.permutations(range(len(ROTATION_KEYS))))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(0, len(RINGS) - 1), st.integers(0, 3)), min_size=1, max_size=6
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_rotated_rings_never_accept_a_value_twice(
+    redis_server: RedisServer, batches: list[list[tuple[int, int]]]
+) -> None:
+    """Batches of consumes (concurrent within, sequential across) by nodes on rotated
+    rings of one key set: no value is ever accepted twice, and a value nobody has
+    consumed before, consumed alone, is accepted."""
+    prefix = f"agegate:prop-{uuid.uuid4().hex}:"
+
+    async def run() -> None:
+        nodes = [
+            RedisStore(
+                redis_server.url,
+                ROTATION_KEYS[ring[0]],
+                previous_keys=[ROTATION_KEYS[i] for i in ring[1:]],
+                prefix=prefix,
+            )
+            for ring in RINGS
+        ]
+        accepted: set[int] = set()
+        seen: set[int] = set()
+        try:
+            for batch in batches:
+                results = await asyncio.gather(
+                    *(
+                        nodes[node].consume("nonce", f"v{value}", time.time() + 60)
+                        for node, value in batch
+                    )
+                )
+                for (_, value), ok in zip(batch, results, strict=True):
+                    if ok:
+                        assert value not in accepted, (value, batches)
+                        accepted.add(value)
+                if len(batch) == 1 and batch[0][1] not in seen:
+                    assert results == [True], batches
+                seen.update(value for _, value in batch)
+        finally:
+            for node in nodes:
+                await node.close()
+
+    asyncio.run(run())
