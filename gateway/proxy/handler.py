@@ -29,6 +29,7 @@ from gateway.policy.facts import RequestFacts
 from gateway.proxy.forward import Proxy
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from verifiers.base import AssuranceLevel
 
 __all__ = ["AGEGATE_PREFIX", "Gate"]
 
@@ -64,6 +65,8 @@ class Gate:
         self._paths: BoundedCache[bytes, str] = BoundedCache(
             _CACHE_ENTRIES, max_key_size=_CACHE_KEY_BYTES
         )
+        # The X-Agegate-* headers of each (threshold, level): at most 99 x 5 of them.
+        self._age_headers: dict[tuple[int, AssuranceLevel], tuple[tuple[bytes, bytes], ...]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope.get("method", "GET"))
@@ -183,10 +186,16 @@ class Gate:
         requirement: Requirement | None,
         evaluation: Evaluation,
     ) -> None:
-        add: list[tuple[bytes, bytes]] = []
+        add: Sequence[tuple[bytes, bytes]] = ()
         if requirement is not None:
-            add.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
-            add.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
+            key = (requirement.min_age, requirement.assurance)
+            add = self._age_headers.get(key) or self._age_headers.setdefault(
+                key,
+                (
+                    (b"x-agegate-age-over", str(requirement.min_age).encode()),
+                    (b"x-agegate-assurance", requirement.assurance.label.encode()),
+                ),
+            )
         # A credential of ours, used or not, never goes upstream: the proxy drops every
         # Authorization in a verifier's scheme (forwarding.upstream_request_headers).
         if evaluation.set_cookies:

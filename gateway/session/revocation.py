@@ -173,8 +173,8 @@ class SessionRevocation:
         self._by_id = _Digester(hmac_key, REVOKED_NAMESPACE)
         self._by_cookie = _Digester(hmac_key, LEGACY_NAMESPACE)
         self._revoked = RevokedSet(max_entries)
-        # Digests of sessions seen lately, so a request pays a dict lookup, not an HMAC;
-        # bounded like the codec's own cache of opened cookies.
+        # Digests of session ids seen lately, so a request pays a dict lookup, not an
+        # HMAC; bounded like the codec's own cache of opened cookies.
         self._digests: dict[str, str] = {}
         # Logouts the store could not record (outage): recorded on the next subscription.
         self._pending: dict[str, float] = {}
@@ -192,13 +192,17 @@ class SessionRevocation:
 
     def digest(self, claims: SessionClaims, cookie: str) -> str:
         """The store digest naming a session: HMAC of its id, or of an id-less cookie."""
-        name = claims.session_id if claims.session_id is not None else cookie
-        digest = self._digests.get(name)
+        session_id = claims.session_id
+        if session_id is None:
+            # Not cached: the name is the cookie itself, and cookie text is kept only
+            # by the codec's own cache (old id-less cookies are rare and expiring).
+            return self._by_cookie(cookie)
+        digest = self._digests.get(session_id)
         if digest is None:
-            digest = self._by_id(name) if claims.session_id is not None else self._by_cookie(name)
+            digest = self._by_id(session_id)
             if len(self._digests) >= _DIGEST_CACHE:
                 del self._digests[next(iter(self._digests))]
-            self._digests[name] = digest
+            self._digests[session_id] = digest
         return digest
 
     async def open(self, cookie: str | None, now: float) -> SessionClaims | None:

@@ -174,3 +174,17 @@ async def test_disabled_revocation_neither_checks_nor_records() -> None:
     assert await revocation.revoke(cookie, NOW) is None
     assert await revocation.open(cookie, NOW) is not None
     assert store.asked == 0 and len(store) == 0
+
+
+async def test_an_id_less_cookie_is_not_kept_by_its_digest_cache() -> None:
+    # Cookie text outlives its request only in the codec's own cache (issue 15).
+    store = MemoryStore(STORE_KEY)
+    revocation, codec = _revocation(store)
+    legacy = SessionClaims(frozenset({18}), frozenset(), AssuranceLevel.BASIC, "t", NOW, NOW + 600)
+    cookie = codec.seal(legacy)
+    first = revocation.digest(legacy, cookie)
+    assert revocation.digest(legacy, cookie) == first  # same name, computed again
+    assert cookie not in revocation._digests
+    assert await revocation.revoke(cookie, NOW) == "recorded"
+    assert await revocation.open(cookie, NOW) is None
+    assert cookie not in revocation._digests
