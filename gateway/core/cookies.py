@@ -83,9 +83,10 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
     wanted = name.encode("latin-1")
     if not wanted:
         return None
-    plain = b"=" not in wanted and b";" not in wanted
+    plain = wanted.find(b"=") < 0 and wanted.find(b";") < 0
     for header_name, header_value in headers:
-        if header_name.lower() != b"cookie" or wanted not in header_value:
+        # find, not ``in``: cheaper on CPython 3.11 (see gateway.core.paths.canonical_path).
+        if header_name.lower() != b"cookie" or header_value.find(wanted) < 0:
             continue
         found = (_find_cookie if plain else _split_for_cookie)(header_value, wanted)
         if found is not None:

@@ -200,7 +200,8 @@ def upstream_request_headers(
             if name == b"authorization" and auth_scheme(value) not in strip_auth_schemes:
                 out.append((name, value))
             continue
-        if b"_" in name and _reads_as_ours(name):
+        # find, not ``in``: cheaper on CPython 3.11 (see gateway.core.paths.canonical_path).
+        if name.find(b"_") >= 0 and _reads_as_ours(name):
             continue
         if name.startswith(_AGEGATE_PREFIX):
             continue
