@@ -75,6 +75,7 @@ class Settings:
     workers: int
     session_keys_file: Path | None = None  # where session_keys were read from, if a file
     session_revocation: bool = True  # logout revokes server-side (gateway.session.revocation)
+    fast_path: bool = True  # allowed bodyless GET/HEAD relayed without a task (gateway.proxy.fast)
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
@@ -118,6 +119,7 @@ _DEFAULTS: dict[str, Any] = {
     "rate_limit": 60,
     "workers": 1,
     "session_revocation": True,
+    "fast_path": True,
 }
 _LIST_KEYS = {"hosts", "trusted_proxies"}
 _ENV_PREFIX = "AGEGATE_"
@@ -229,6 +231,7 @@ def parse_settings(
         workers=get("workers", _positive_int),
         session_keys_file=_keys_file(values, base),
         session_revocation=get("session_revocation", _bool),
+        fast_path=get("fast_path", _bool),
         base_dir=base,
         source=source,
     )

@@ -135,6 +135,28 @@ class Evaluator:
             facts, decision, scheme.lower(), credential.strip(), verifiers, headers, peer, now
         )
 
+    def decide_now(
+        self, facts: RequestFacts, headers: Sequence[tuple[bytes, bytes]], now: float
+    ) -> Decision | None:
+        """The decision :meth:`evaluate` would make, when it is an allow made without a wait.
+
+        Allow rules, and protected rules with a session already opened and
+        cached; None for everything else (no session yet, a challenge, a denial,
+        a revoked set to ask the store about), which :meth:`evaluate` then decides.
+        """
+        rule = self.policies.policy.match(facts.method, facts.host, facts.path)
+        if rule is None:
+            return None
+        if rule.action is _ALLOW_ACTION:
+            return rule.verdicts.public
+        if rule.requirement is None:
+            return None
+        session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
+        if session is None:
+            return None
+        decision = decide_for_rule(rule, facts.jurisdiction, session, now)
+        return decision if decision.outcome is Outcome.ALLOW else None
+
     def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:
         requirement = decision.requirement
         if requirement is None:

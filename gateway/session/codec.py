@@ -267,6 +267,17 @@ class SessionCodec:
         self._cache[value] = outcome
         return outcome
 
+    def peek(self, value: str | None, now: float) -> SessionClaims | None:
+        """The claims of ``value`` if it is cached and fresh; None otherwise.
+
+        No decryption and no side effect (nothing counted, nothing dropped): the
+        fast path asks, and on None the ordinary path opens the cookie as usual.
+        """
+        cached = self._cache.get(value) if value else None
+        if cached is not None and now < cached.expires_at:
+            return cached
+        return None
+
     def expired(self, value: str | None, now: float) -> bool:
         """True for an authentic cookie past its expiry (so a page can say "verify again")."""
         return bool(value) and self._open(value or "", now) == "expired"

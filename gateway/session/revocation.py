@@ -225,6 +225,20 @@ class SessionRevocation:
             return None
         return claims
 
+    def peek(self, cookie: str | None, now: float) -> SessionClaims | None:
+        """:meth:`open` for a cookie already opened, decided without a wait; else None.
+
+        None also whenever the answer would need the store (the local set has
+        overflowed) or the cookie is revoked: the ordinary path then decides,
+        counts and answers as it always does.
+        """
+        claims = self._codec.peek(cookie, now)
+        if claims is None or not self._enabled or cookie is None or not self._revoked:
+            return claims
+        if self._revoked.lossy(now) or self._revoked.holds(self.digest(claims, cookie), now):
+            return None
+        return claims
+
     async def revoke(self, cookie: str | None, now: float) -> Revoked | None:
         """Revoke the cookie's session; None when there is nothing to revoke.
 
