@@ -83,51 +83,17 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
     wanted = name.encode("latin-1")
     if not wanted:
         return None
-    plain = wanted.find(b"=") < 0 and wanted.find(b";") < 0
     for header_name, header_value in headers:
-        # find, not ``in``: cheaper on CPython 3.11 (see gateway.core.paths.canonical_path).
-        if header_name.lower() != b"cookie" or header_value.find(wanted) < 0:
+        # ASGI names are lower-case already; only a six-byte name can be "Cookie".
+        if header_name != b"cookie" and (len(header_name) != 6 or header_name.lower() != b"cookie"):
             continue
-        found = (_find_cookie if plain else _split_for_cookie)(header_value, wanted)
-        if found is not None:
-            return found.decode("latin-1")
-    return None
-
-
-def _unquoted(value: bytes) -> bytes:
-    value = value.strip(b" \t")
-    if len(value) >= 2 and value[0] == value[-1] == _DQUOTE:
-        return value[1:-1]
-    return value
-
-
-def _split_for_cookie(header_value: bytes, wanted: bytes) -> bytes | None:
-    for item in header_value.split(b";"):
-        key, sep, value = item.partition(b"=")
-        if sep and key.strip(b" \t") == wanted:
-            return _unquoted(value)
-    return None
-
-
-def _find_cookie(header_value: bytes, wanted: bytes) -> bytes | None:
-    """What :func:`_split_for_cookie` finds, visiting only the places ``wanted`` occurs.
-
-    A session cookie sits among a site's other cookies; splitting the whole
-    header per request is most of the cost of reading it.  ``wanted`` holds
-    no ``=`` or ``;``, so an item is ours exactly when only blanks stand
-    between its start and ``wanted`` and between ``wanted`` and its ``=``.
-    """
-    at = header_value.find(wanted)
-    size = len(wanted)
-    while at >= 0:
-        start = header_value.rfind(b";", 0, at) + 1
-        end = header_value.find(b";", at)
-        if end < 0:
-            end = len(header_value)
-        rest, sep, value = header_value[at + size : end].partition(b"=")
-        if sep and not header_value[start:at].strip(b" \t") and not rest.strip(b" \t"):
-            return _unquoted(value)
-        at = header_value.find(wanted, at + 1)
+        for item in header_value.split(b";"):
+            key, sep, value = item.partition(b"=")
+            if sep and key.strip(b" \t") == wanted:
+                value = value.strip(b" \t")
+                if len(value) >= 2 and value[0] == value[-1] == _DQUOTE:
+                    value = value[1:-1]
+                return value.decode("latin-1")
     return None
 
 
