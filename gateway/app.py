@@ -23,6 +23,7 @@ from gateway.core.problem import send_problem
 from gateway.decision.evaluate import Evaluator
 from gateway.decision.responses import Responder
 from gateway.observability import log_event
+from gateway.proxy.fast import FastPath
 from gateway.proxy.forward import Proxy
 from gateway.proxy.handler import Gate
 from gateway.runtime import Runtime
@@ -42,6 +43,10 @@ class GatewayApp:
         evaluator, responder = _deciders(runtime)
         settings, metrics = runtime.settings, runtime.metrics
         self.gate = Gate(settings, metrics, evaluator, responder, proxy, _flow(runtime))
+        # Asked first by the client protocol for bodyless GET/HEAD (gateway.proxy.fast).
+        self.fast_path: FastPath | None = (
+            FastPath(self.gate, proxy, lambda: runtime.started) if settings.fast_path else None
+        )
         self.authz = AuthzApp(settings, metrics, evaluator, responder, lambda: runtime.started)
         # Forward-auth answers on its own listener when one is set, else on the admin one.
         extra: dict[str, ASGIApp] = (

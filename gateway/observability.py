@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 __all__ = [
     "ACCESS_LOGGER",
     "BufferedHandler",
+    "FastPathStats",
     "JsonFormatter",
     "Metrics",
     "configure_logging",
@@ -289,6 +290,22 @@ class RequestStats:
         yield duration
 
 
+class FastPathStats:
+    """``agegate_fast_path_requests_total``: requests gateway.proxy.fast took (a plain int)."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def collect(self) -> Iterator[Metric]:
+        """The one counter family (prometheus_client's collector protocol)."""
+        family = CounterMetricFamily(
+            "agegate_fast_path_requests",
+            "Requests the fast path took (each also counted in agegate_requests_total).",
+        )
+        family.add_metric([], self.taken)
+        yield family
+
+
 @dataclass(slots=True)
 class Metrics:
     """The gateway's metrics, on a registry of its own (no module-level globals)."""
@@ -302,12 +319,15 @@ class Metrics:
     policy_loaded: Gauge
     store_errors: Counter
     key_reloads: Counter
+    fast_path: FastPathStats
 
     @classmethod
     def create(cls) -> Metrics:
         registry = CollectorRegistry(auto_describe=True)
         requests = RequestStats()
         registry.register(requests)
+        fast_path = FastPathStats()
+        registry.register(fast_path)
         return cls(
             registry=registry,
             requests=requests,
@@ -351,4 +371,5 @@ class Metrics:
                 ["result"],
                 registry=registry,
             ),
+            fast_path=fast_path,
         )

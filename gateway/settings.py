@@ -79,6 +79,7 @@ class Settings:
     shutdown_timeout: float = 10.0  # SIGTERM: how long in-flight requests may take to finish
     session_keys_file: Path | None = None  # where session_keys were read from, if a file
     session_revocation: bool = True  # logout revokes server-side (gateway.session.revocation)
+    fast_path: bool = True  # allowed bodyless GET/HEAD relayed without a task (gateway.proxy.fast)
     base_dir: Path = field(default=Path("."))
     source: str = "<defaults>"
 
@@ -126,6 +127,7 @@ _DEFAULTS: dict[str, Any] = {
     "redis_connect_timeout": "500ms",
     "redis_socket_timeout": "500ms",
     "shutdown_timeout": "10s",
+    "fast_path": True,
 }
 _LIST_KEYS = {"hosts", "trusted_proxies"}
 _ENV_PREFIX = "AGEGATE_"
@@ -241,6 +243,7 @@ def parse_settings(
         redis_connect_timeout=get("redis_connect_timeout", _positive_duration),
         redis_socket_timeout=get("redis_socket_timeout", _positive_duration),
         shutdown_timeout=get("shutdown_timeout", _positive_duration),
+        fast_path=get("fast_path", _bool),
         base_dir=base,
         source=source,
     )

@@ -2,6 +2,8 @@
 # agegate benchmark (SPEC §10): in one run on this machine, wrk against
 #   direct     the upstream (nginx `return 200` with a 1 KB body)
 #   nginx      nginx (1 worker) proxying that upstream over a keep-alive pool
+#   caddy      Caddy (Debian's, GOMAXPROCS=1) reverse_proxy to it, keep-alive pool: a Go
+#              net/http proxy, the stack Go identity proxies are built on
 #   allowed    agegate (1 worker) proxying it on a route the policy allows
 #   protected  agegate on a min_age route with a valid session cookie
 # and print requests/s, p50, p99 and the ratios; JSON goes to loadtests/results/latest.json.
@@ -13,7 +15,8 @@
 # Environment:
 #   AGEGATE_CMD          command that serves the gateway; "--config FILE" is appended
 #                        (default: .venv/bin/agegate run)
-#   BENCH_NGINX_ONLY=1   only the direct and nginx rows (no agegate)
+#   BENCH_NGINX_ONLY=1   only the direct, nginx and caddy rows (no agegate)
+#   BENCH_CADDY=0        no caddy rows (default: on when caddy is installed)
 #   BENCH_ROUNDS=3       every row runs once per round, rounds in turn, so a slow spell of
 #                        a shared machine falls on all rows alike (figures: all rounds summed)
 #   BENCH_DURATION=5s (per row and round) BENCH_WARMUP=2s BENCH_CONNECTIONS=10 BENCH_THREADS=2
@@ -31,6 +34,7 @@ THREADS=${BENCH_THREADS:-2}
 OUT=${BENCH_OUT:-$ROOT/loadtests/results/latest.json}
 NGINX_ONLY=${BENCH_NGINX_ONLY:-0}
 PACED=${BENCH_PACED:-1}
+CADDY=${BENCH_CADDY:-1}
 export BENCH_THINK_MS=${BENCH_THINK_MS:-5}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -38,6 +42,10 @@ for command in nginx wrk curl; do
     command -v "$command" >/dev/null || { echo "bench: $command is not installed (make system-deps)" >&2; exit 2; }
 done
 [ -x "$PY" ] || { echo "bench: no Python at $PY (make install)" >&2; exit 2; }
+if [ "$CADDY" = 1 ] && ! command -v caddy >/dev/null; then
+    echo "bench: caddy is not installed (make system-deps); no caddy rows" >&2
+    CADDY=0
+fi
 
 if [ -n "${AGEGATE_CMD:-}" ]; then
     read -r -a AGEGATE <<<"$AGEGATE_CMD"
@@ -64,10 +72,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Four ports chosen while all four sockets are held, so they are distinct.
-read -r UPSTREAM_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT < <("$PY" - <<'EOF'
+# Five ports chosen while all five sockets are held, so they are distinct.
+read -r UPSTREAM_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT CADDY_PORT < <("$PY" - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -92,6 +100,17 @@ start_nginx() {  # start_nginx ROLE: render the template for ROLE and run it in 
     nginx -p "$TMP" -e "$TMP/$role-error.log" -c "$TMP/$role.conf" &
     PIDS+=($!)
     eval "NGINX_${role^^}_PID=$!"
+}
+
+start_caddy() {  # Caddy as a reverse proxy: one OS thread running Go code, like one worker
+    sed -e "s|@DIR@|$TMP|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@CADDY_PORT@|$CADDY_PORT|g" "$ROOT/loadtests/Caddyfile.template" >"$TMP/Caddyfile"
+    mkdir -p "$TMP/caddy-home"
+    HOME="$TMP/caddy-home" XDG_DATA_HOME="$TMP/caddy-home" XDG_CONFIG_HOME="$TMP/caddy-home" \
+        GOMAXPROCS=1 caddy run --adapter caddyfile --config "$TMP/Caddyfile" \
+        >"$TMP/caddy.log" 2>&1 &
+    PIDS+=($!)
+    CADDY_PID=$!
 }
 
 check() {  # check NAME URL [CURL ARGS...]: the target answers 200 with the 1 KB body
@@ -135,6 +154,14 @@ wait_port "$UPSTREAM_PORT" "upstream nginx"
 wait_port "$PROXY_PORT" "proxy nginx"
 check direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
 check nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+if [ "$CADDY" = 1 ]; then
+    start_caddy
+    if ! wait_port "$CADDY_PORT" caddy; then
+        tail -n 20 "$TMP/caddy.log" >&2
+        exit 1
+    fi
+    check caddy "http://127.0.0.1:$CADDY_PORT/public/page"
+fi
 
 if [ "$NGINX_ONLY" != 1 ]; then
     "$PY" "$ROOT/loadtests/benchlib.py" setup "$TMP" --listen "$GATEWAY_PORT" \
@@ -149,9 +176,10 @@ if [ "$NGINX_ONLY" != 1 ]; then
     check allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
 fi
 
-printf '{"wrk": "-t%s -c%s -d%s --latency", "rounds": %s, "nginx": "%s", "body_bytes": 1024, "think_ms": %s}\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nginx -v 2>&1 | sed 's|.*/||')" "$BENCH_THINK_MS" \
-    >"$TMP/meta.json"
+caddy_version=$([ "$CADDY" = 1 ] && caddy version 2>/dev/null | cut -d' ' -f1 || echo none)
+printf '{"wrk": "-t%s -c%s -d%s --latency", "rounds": %s, "nginx": "%s", "caddy": "%s", "body_bytes": 1024, "think_ms": %s}\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nginx -v 2>&1 | sed 's|.*/||')" \
+    "$caddy_version" "$BENCH_THINK_MS" >"$TMP/meta.json"
 
 # CPU per request is read for the proxies: nginx's one worker, and the agegate process.
 NGINX_WORKER_PID=$(pgrep -P "$NGINX_PROXY_PID" | head -n 1 || true)
@@ -172,6 +200,9 @@ think=(-s "$ROOT/loadtests/think.lua")
 for ROUND in $(seq "$ROUNDS"); do
     SERVER_PID='' run_wrk direct "http://127.0.0.1:$UPSTREAM_PORT/public/page"
     SERVER_PID=$NGINX_WORKER_PID run_wrk nginx "http://127.0.0.1:$PROXY_PORT/public/page"
+    if [ "$CADDY" = 1 ]; then
+        SERVER_PID=$CADDY_PID run_wrk caddy "http://127.0.0.1:$CADDY_PORT/public/page"
+    fi
     if [ "$NGINX_ONLY" != 1 ]; then
         SERVER_PID=$AGEGATE_PID run_wrk allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
         if [ -n "$cookie" ]; then
@@ -183,6 +214,10 @@ for ROUND in $(seq "$ROUNDS"); do
             "${think[@]}"
         SERVER_PID=$NGINX_WORKER_PID run_wrk nginx-paced \
             "http://127.0.0.1:$PROXY_PORT/public/page" "${think[@]}"
+        if [ "$CADDY" = 1 ]; then
+            SERVER_PID=$CADDY_PID run_wrk caddy-paced \
+                "http://127.0.0.1:$CADDY_PORT/public/page" "${think[@]}"
+        fi
         if [ "$NGINX_ONLY" != 1 ]; then
             SERVER_PID=$AGEGATE_PID run_wrk allowed-paced \
                 "http://127.0.0.1:$GATEWAY_PORT/public/page" "${think[@]}"

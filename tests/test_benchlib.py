@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from loadtests.benchlib import combine_rounds, parse_wrk
+from loadtests.benchlib import combine_rounds, parse_wrk, report
 
 
 def _wrk(rps: float, requests: int, p99: str, *, non_2xx: int = 0) -> str:
@@ -61,3 +62,27 @@ def test_a_row_that_did_not_run_is_none_and_missing_cpu_is_not_guessed(tmp_path:
     row = combine_rounds(tmp_path, "direct")
     assert row is not None
     assert row["cpu_us_per_request"] is None
+
+
+def test_report_gives_each_row_its_ratio_to_nginx_and_to_caddy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, rps in (
+        ("direct", 8000.0),
+        ("nginx", 4000.0),
+        ("caddy", 1000.0),
+        ("allowed", 1500.0),
+    ):
+        (tmp_path / f"wrk-{name}-r1.txt").write_text(_wrk(rps, int(rps * 5), "1.00ms"))
+    for name, p99 in (("direct-paced", "0.50ms"), ("caddy-paced", "0.90ms")):
+        (tmp_path / f"wrk-{name}-r1.txt").write_text(_wrk(100.0, 500, p99))
+    out = tmp_path / "out.json"
+    assert report(tmp_path, out) == 0
+    document = json.loads(out.read_text())
+    allowed = document["runs"]["allowed"]
+    assert (allowed["ratio_to_nginx"], allowed["ratio_to_caddy"]) == (0.375, 1.5)
+    assert document["summary"]["agegate_allowed_over_caddy"] == 1.5
+    assert document["summary"]["caddy_added_p99_ms_paced"] == 0.4
+    table = capsys.readouterr().out
+    assert "caddy reverse_proxy (GOMAXPROCS=1)" in table
+    assert "agegate/caddy = 1.500" in table

@@ -84,7 +84,8 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
     if not wanted:
         return None
     for header_name, header_value in headers:
-        if header_name.lower() != b"cookie" or wanted not in header_value:
+        # ASGI names are lower-case already; only a six-byte name can be "Cookie".
+        if header_name != b"cookie" and (len(header_name) != 6 or header_name.lower() != b"cookie"):
             continue
         for item in header_value.split(b";"):
             key, sep, value = item.partition(b"=")

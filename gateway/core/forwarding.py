@@ -191,6 +191,12 @@ def upstream_request_headers(
         if name in _PLAIN_REQUEST:
             out.append((name, value))
             continue
+        if name == b"cookie" and strip_cookie_names:
+            # Not cached: a visitor's cookies are kept no longer than the request.
+            kept = strip_cookies(value, strip_cookie_names)
+            if kept:
+                out.append((name, kept))
+            continue
         if name in HOP_BY_HOP:
             if name == b"connection":
                 named = _add_connection_tokens(named, value)
@@ -200,7 +206,8 @@ def upstream_request_headers(
             if name == b"authorization" and auth_scheme(value) not in strip_auth_schemes:
                 out.append((name, value))
             continue
-        if b"_" in name and _reads_as_ours(name):
+        # find, not ``in``: cheaper on CPython 3.11 (see gateway.core.paths.canonical_path).
+        if name.find(b"_") >= 0 and _reads_as_ours(name):
             continue
         if name.startswith(_AGEGATE_PREFIX):
             continue
@@ -211,12 +218,6 @@ def upstream_request_headers(
                 from_peer.append((name, value))
             elif forward_client_ip or name != b"x-real-ip":
                 out.append((name, value))
-            continue
-        if name == b"cookie" and strip_cookie_names:
-            # Not cached: a visitor's cookies are kept no longer than the request.
-            kept = strip_cookies(value, strip_cookie_names)
-            if kept:
-                out.append((name, kept))
             continue
         if name == b"host":
             host_at = len(out)  # replaced below, in its place, by ``host``

@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.core.cache import BoundedCache
 from gateway.core.cookies import get_cookie, set_cookie
 from gateway.core.forwarding import Network, is_trusted
 from gateway.core.headers import header_value
@@ -39,6 +38,7 @@ __all__ = [
 ]
 
 AGE_TOKEN_SCHEME = "agetoken"  # noqa: S105 - an auth scheme name, not a secret
+_ALLOW_ACTION = Action.ALLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +63,6 @@ class Evaluation:
     set_cookies: list[bytes] = field(default_factory=list)
     verifier: str | None = None  # the verifier that just accepted a credential
 
-
-_ALLOW_ENTRIES = 1024  # allow rules of one policy whose decision is kept
 
 _STORE_DOWN = Refusal(
     503, "store_unavailable", "age verification is briefly unavailable; try again shortly", 5
@@ -97,10 +95,6 @@ class Evaluator:
         self.replay = replay
         self.metrics = metrics
         self.audience = audience
-        # Decisions of allow rules depend on nothing but the rule: made once per
-        # rule of the policy in force (cleared when a reload replaces the policy).
-        self._allow_policy: object = None
-        self._allow_decisions: BoundedCache[int, Decision] = BoundedCache(_ALLOW_ENTRIES)
 
     async def evaluate(
         self,
@@ -110,23 +104,14 @@ class Evaluator:
         now: float | None = None,
     ) -> Evaluation:
         now = time.time() if now is None else now
-        policy = self.policies.policy
-        rule = policy.match(facts.method, facts.host, facts.path)
+        rule = self.policies.policy.match(facts.method, facts.host, facts.path)
         if rule is None:
             return Evaluation(NO_MATCH)
-        if rule.action is Action.ALLOW:
-            if policy is not self._allow_policy:
-                self._allow_policy = policy
-                self._allow_decisions.clear()
-            decision = self._allow_decisions.entries.get(id(rule))
-            if decision is None:
-                decision = self._allow_decisions.put(
-                    id(rule), decide_for_rule(rule, None, None, now)
-                )
-            return Evaluation(decision)
+        if rule.action is _ALLOW_ACTION:
+            return Evaluation(rule.verdicts.public)  # made when the policy was loaded
         session = None
         unchecked = False  # revocation unknown: local set overflowed and the store is down
-        if rule.min_age is not None:  # public and deny rules never open the cookie
+        if rule.requirement is not None:  # deny rules never open the cookie
             try:
                 session = await self.revocation.open(get_cookie(headers, SESSION_COOKIE), now)
             except StoreUnavailable:
@@ -149,6 +134,28 @@ class Evaluator:
         return await self._answer(
             facts, decision, scheme.lower(), credential.strip(), verifiers, headers, peer, now
         )
+
+    def decide_now(
+        self, facts: RequestFacts, headers: Sequence[tuple[bytes, bytes]], now: float
+    ) -> Decision | None:
+        """The decision :meth:`evaluate` would make, when it is an allow made without a wait.
+
+        Allow rules, and protected rules with a session already opened and
+        cached; None for everything else (no session yet, a challenge, a denial,
+        a revoked set to ask the store about), which :meth:`evaluate` then decides.
+        """
+        rule = self.policies.policy.match(facts.method, facts.host, facts.path)
+        if rule is None:
+            return None
+        if rule.action is _ALLOW_ACTION:
+            return rule.verdicts.public
+        if rule.requirement is None:
+            return None
+        session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
+        if session is None:
+            return None
+        decision = decide_for_rule(rule, facts.jurisdiction, session, now)
+        return decision if decision.outcome is Outcome.ALLOW else None
 
     def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:
         requirement = decision.requirement

@@ -100,6 +100,7 @@ class Exchange:
         "conn",
         "continue_wanted",
         "disconnected",
+        "fast",
         "head_request",
         "keep_alive",
         "last_delivered",
@@ -136,6 +137,7 @@ class Exchange:
         self.bodyless = False
         self.chunked = False
         self.remaining = -1  # Content-Length bytes still to send; -1: not length-delimited
+        self.fast = False  # the connection may offer it to the app's fast path
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -159,6 +161,10 @@ class Exchange:
             log.error("the request handler sent no response", extra={"event": "internal_error"})
         # Left unfinished on purpose (the proxy does so when the upstream breaks off a
         # body): a truncated response must not look complete, so the connection goes.
+        self._abort()
+
+    def abort(self) -> None:
+        """End a response that cannot finish: a 500 if none has left yet, else a drop."""
         self._abort()
 
     def _abort(self) -> None:
@@ -210,16 +216,23 @@ class Exchange:
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind!r}")
-            # Started only once the head is built: a refused head (CR/LF in a value)
-            # is then still answered with a 500 instead of a silent close.
-            self._start(message["status"], message.get("headers", ()))
-            self.started = True
-            self.continue_wanted = False
+            self.start_response(message["status"], message.get("headers", ()))
             return
         if self.complete or kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
-        body: bytes = message.get("body", b"")
-        more: bool = message.get("more_body", False)
+        self.write_body(message.get("body", b""), message.get("more_body", False))
+
+    def start_response(self, status: int, headers: Any) -> None:
+        """Frame the response head (``http.response.start`` without the message)."""
+        # Started only once the head is built: a refused head (CR/LF in a value)
+        # is then still answered with a 500 instead of a silent close.
+        self._start(status, headers)
+        self.started = True
+        self.continue_wanted = False
+
+    def write_body(self, body: bytes, more: bool) -> None:
+        """Frame and write body bytes (``http.response.body`` without the message)."""
+        conn = self.conn
         if self.bodyless:
             out = b""
         elif self.chunked:

@@ -102,6 +102,9 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
 }
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+# Request headers that keep a request off the app's fast path (with Expect).
+_FAST_METHODS = frozenset({"GET", "HEAD"})
+_NOT_FAST = frozenset({b"content-length", b"transfer-encoding", b"upgrade"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._continue = False
         self._refusal: int | None = None
         self._upgrade: str | None = None  # the method of a WebSocket upgrade request
+        self._unusual = False  # a body, Expect or Upgrade declared: never the fast path
+        # The app's fast path (gateway.proxy.fast), when it has one: asked first for
+        # GET/HEAD requests without a body; ``sink`` is the request it is relaying.
+        self.fast: Any = getattr(self.app, "fast_path", None)
+        self.sink: Any = None
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -218,24 +226,37 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink.client_gone()
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.sink is not None:
+            self.sink.client_paused()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._drain = None
+        if self.sink is not None:
+            self.sink.client_resumed()
 
-    async def drain(self) -> None:
-        """Wait until the client has read enough of what was written (``send`` timeout)."""
+    def watch_drain(self) -> None:
+        """Start the ``send`` timeout for the bytes written so far (see :meth:`drain`)."""
         if self._drain is None:
             self._drain = self.loop.create_future()
             self._drain_since = now = self.loop.time()
             self._drain_left = self._unsent()
             self._timer.arm_no_later(now + self.send_timeout)
-        await self._drain
+
+    async def drain(self) -> None:
+        """Wait until the client has read enough of what was written (``send`` timeout)."""
+        self.watch_drain()
+        if self._drain is not None:
+            await self._drain
 
     def waiting_for_body(self, exchange: Exchange) -> None:
         """The app waits for request body bytes: bound the wait (``body`` timeouts).
@@ -260,6 +281,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._headers = []
         self._head_bytes = 0
         self._continue = False
+        self._unusual = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url  # httptools may deliver the target in pieces
@@ -277,8 +299,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self._head_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADER_COUNT:
             self._refuse(431)
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self._continue = True
+        if name == b"expect":
+            if value.lower() == b"100-continue":
+                self._continue = True
+            self._unusual = True
+        elif name in _NOT_FAST:
+            self._unusual = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -326,6 +352,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
             keep_alive=version != "1.0" and parser.should_keep_alive(),
             continue_wanted=self._continue,
         )
+        exchange.fast = (
+            self.fast is not None
+            and not self._unusual
+            and error is None
+            and method in _FAST_METHODS
+            and not parser.should_upgrade()
+        )
         self.exchange = exchange
         if self.active is None:
             self._run(exchange)
@@ -353,7 +386,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # exchanges ------------------------------------------------------------------
     def _run(self, exchange: Exchange) -> None:
         self.active = exchange
-        task = self.loop.create_task(exchange.run(self.app))
+        if exchange.fast and self.fast.start(self, exchange):
+            return
+        self.run_app(exchange, self.app)
+
+    def run_app(self, exchange: Exchange, app: Any) -> None:
+        """Run ``app`` for ``exchange`` in a task the server waits for on shutdown."""
+        task = self.loop.create_task(exchange.run(app))
         tasks = self.server_state.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -20,10 +20,8 @@ when rules are in report-only mode: fail closed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.policy.facts import RequestFacts, SessionClaims
-from gateway.policy.model import Action, Mode, Outcome, Policy, Requirement, Rule
+from gateway.policy.model import Action, Decision, Outcome, Policy, Requirement, Rule
 
 __all__ = ["NO_MATCH", "REASONS", "Decision", "Outcome", "Requirement", "decide", "decide_for_rule"]
 
@@ -44,30 +42,11 @@ REASONS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The verdict on one request, with the rule and the reason behind it."""
-
-    outcome: Outcome  # what the rule says, even in report-only mode
-    enforced: bool  # False for mode: report-only (the gateway lets it through and logs)
-    rule: str | None  # name of the matched rule; None when nothing matched
-    reason: str  # one of REASONS
-    requirement: Requirement | None  # set when the rule requires an age
-
-    @property
-    def effective(self) -> Outcome:
-        """What the gateway does: the outcome when enforced, else allow."""
-        return self.outcome if self.enforced else Outcome.ALLOW
-
-
 #: The decision when no rule matches: deny, always enforced (fail closed).
 NO_MATCH = Decision(Outcome.DENY, True, None, "no_matching_rule", None)
 
 
-# Enum member lookups cost a descriptor call each on 3.11; these run per request.
-_ALLOW, _CHALLENGE, _DENY = Outcome.ALLOW, Outcome.CHALLENGE, Outcome.DENY
-_ENFORCE, _ALLOW_ACTION, _DENY_ACTION = Mode.ENFORCE, Action.ALLOW, Action.DENY
-_NO_AGE = 1000  # above every threshold (1-99)
+_ALLOW_ACTION, _DENY_ACTION = Action.ALLOW, Action.DENY
 
 
 def decide(
@@ -83,36 +62,17 @@ def decide(
 def decide_for_rule(
     rule: Rule, jurisdiction: str | None, session: SessionClaims | None, now: float
 ) -> Decision:
-    """The decision of an already matched ``rule`` (for callers that matched first)."""
-    enforced = rule.mode is _ENFORCE
+    """The decision of an already matched ``rule`` (for callers that matched first).
+
+    Every decision a rule can make was built with the rule (:class:`RuleVerdicts`):
+    this only picks one.
+    """
     action = rule.action
     if action is _ALLOW_ACTION:
-        return Decision(_ALLOW, enforced, rule.name, "public", None)
-    requirement = rule.requirement_for(jurisdiction)
-    if action is _DENY_ACTION or requirement is None:
+        return rule.verdicts.public
+    check = rule.check_for(jurisdiction)
+    if action is _DENY_ACTION or check is None:
         # A REQUIRE rule always has a requirement (the loader ensures it); if it
         # somehow had none, denying is the only safe reading.
-        return Decision(_DENY, enforced, rule.name, "denied_by_rule", None)
-    outcome, reason = _check_session(requirement, session, now)
-    return Decision(outcome, enforced, rule.name, reason, requirement)
-
-
-def _check_session(
-    requirement: Requirement, session: SessionClaims | None, now: float
-) -> tuple[Outcome, str]:
-    if session is None:
-        return _CHALLENGE, "no_session"
-    if now >= session.expires_at:
-        return _CHALLENGE, "session_expired"
-    if session.verifier not in requirement.verifiers:
-        # Its claims, "under" included, carry no weight on this route.
-        return _CHALLENGE, "verifier_not_accepted"
-    min_age = requirement.min_age
-    # min/max run in C: this is the hot path of every protected request.
-    if min(session.age_under, default=_NO_AGE) <= min_age:
-        return _DENY, "proven_under"
-    if max(session.age_over, default=0) < min_age:
-        return _CHALLENGE, "age_not_proven"
-    if session.assurance < requirement.assurance:
-        return _CHALLENGE, "assurance_too_low"
-    return _ALLOW, "session_ok"
+        return rule.verdicts.denied
+    return check.decide(session, now)

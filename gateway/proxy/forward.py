@@ -54,15 +54,17 @@ from gateway.upstream.base import (
     UpstreamClient,
     UpstreamResponse,
 )
+from gateway.upstream.pool import PoolClient, PoolResponse
 from gateway.upstream.reference import AiohttpClient
 from verifiers.base import Verifier
 
-__all__ = ["CLIENT_GONE", "Proxy", "private_cache_headers"]
+__all__ = ["CLIENT_GONE", "NO_BODY_STATUSES", "Proxy", "private_cache_headers"]
 
 log = logging.getLogger("agegate.proxy")
 
 CLIENT_GONE = 499  # nginx's code for "the client closed the connection first"; never sent
-_NO_BODY_STATUSES = frozenset({204, 304})
+NO_BODY_STATUSES = frozenset({204, 304})
+_NO_BODY_STATUSES = NO_BODY_STATUSES
 _FORWARDING_ENTRIES = 1024  # (client address, scheme, host): they churn slowly
 _PEER_ENTRIES = 1024
 # One client-facing text per reason, whichever upstream client noticed what.
@@ -210,6 +212,68 @@ class Proxy:
         if self._ws is not None:
             await self._ws.close()
         self._client = self._ws = None
+
+    @property
+    def pool(self) -> PoolClient | None:
+        """The httptools pool, when that is the upstream client (the fast path needs it)."""
+        client = self._client
+        return client if isinstance(client, PoolClient) else None
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds to wait for each part of an upstream response."""
+        return self._read_timeout
+
+    def bodyless_request(
+        self,
+        pool: PoolClient,
+        scope: Scope,
+        *,
+        host: bytes,
+        path: str,
+        add_headers: Sequence[tuple[bytes, bytes]],
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The head :meth:`forward` would send for a request without a body, and its headers."""
+        headers = self._headers(scope, host, add_headers)
+        target = _target(path, scope.get("query_string", b""))
+        return pool.request_head(scope["method"], target, headers), headers
+
+    async def recover(
+        self,
+        receive: Receive,
+        send: Send,
+        *,
+        pool: PoolClient,
+        method: str,
+        head: bytes,
+        headers: list[tuple[bytes, bytes]],
+        error: UpstreamError,
+        stale: bool,
+        accept: bytes | None,
+        private: bool,
+    ) -> int:
+        """Go on as :meth:`forward` does when its first attempt failed before a response.
+
+        A stale keep-alive connection (no byte back) is retried once on a new one;
+        any other failure, or the retry's, is answered 502/504 as :meth:`forward` does.
+        """
+        is_head = method == "HEAD"
+        if stale:
+            try:
+                response: PoolResponse = await pool.retry_fresh(method, head, headers)
+            except UpstreamError as exc:
+                error = exc
+            else:
+                try:
+                    return await self._relay_response(
+                        response, receive, send, is_head, True, private
+                    )
+                finally:
+                    response.release()
+        log.warning("upstream failed", extra={"event": "upstream_error", "reason": error.reason})
+        detail = _DETAILS.get(error.reason, str(error))
+        await send_problem(send, error.status, error.reason, detail, accept=accept, head=is_head)
+        return error.status
 
     def _headers(
         self, scope: Scope, host: bytes, add_headers: Sequence[tuple[bytes, bytes]]

@@ -12,7 +12,9 @@ here logs a token, a cookie or a full client address.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from gateway.core.cache import BoundedCache
 from gateway.core.headers import header_value, header_values
@@ -29,10 +31,24 @@ from gateway.policy.facts import RequestFacts
 from gateway.proxy.forward import Proxy
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from verifiers.base import AssuranceLevel
 
-__all__ = ["AGEGATE_PREFIX", "Gate"]
+__all__ = ["AGEGATE_PREFIX", "FastTicket", "Gate"]
 
 _CACHE_ENTRIES = 4096  # per cache: host values, raw paths
+
+
+@dataclass(frozen=True, slots=True)
+class FastTicket:
+    """A request :meth:`Gate.decide_now` allowed: what to forward and how to log it."""
+
+    record: AccessRecord
+    authority: bytes
+    path: str
+    add_headers: Sequence[tuple[bytes, bytes]]
+    private: bool
+
+
 _CACHE_KEY_BYTES = 512
 
 
@@ -64,6 +80,8 @@ class Gate:
         self._paths: BoundedCache[bytes, str] = BoundedCache(
             _CACHE_ENTRIES, max_key_size=_CACHE_KEY_BYTES
         )
+        # The X-Agegate-* headers of each (threshold, level): at most 99 x 5 of them.
+        self._age_headers: dict[tuple[int, AssuranceLevel], tuple[tuple[bytes, bytes], ...]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope.get("method", "GET"))
@@ -183,10 +201,7 @@ class Gate:
         requirement: Requirement | None,
         evaluation: Evaluation,
     ) -> None:
-        add: list[tuple[bytes, bytes]] = []
-        if requirement is not None:
-            add.append((b"x-agegate-age-over", str(requirement.min_age).encode()))
-            add.append((b"x-agegate-assurance", requirement.assurance.label.encode()))
+        add = self.age_headers(requirement)
         # A credential of ours, used or not, never goes upstream: the proxy drops every
         # Authorization in a verifier's scheme (forwarding.upstream_request_headers).
         if evaluation.set_cookies:
@@ -202,6 +217,55 @@ class Gate:
             query=scope.get("query_string", b""),
             add_headers=add,
             private=requirement is not None,
+        )
+
+    def age_headers(self, requirement: Requirement | None) -> Sequence[tuple[bytes, bytes]]:
+        """The ``X-Agegate-*`` headers telling the site what was proven (none if public)."""
+        if requirement is None:
+            return ()
+        key = (requirement.min_age, requirement.assurance)
+        return self._age_headers.get(key) or self._age_headers.setdefault(
+            key,
+            (
+                (b"x-agegate-age-over", str(requirement.min_age).encode()),
+                (b"x-agegate-assurance", requirement.assurance.label.encode()),
+            ),
+        )
+
+    def decide_now(self, scope: Scope) -> FastTicket | None:
+        """What :meth:`__call__` would forward, when that is decided without a wait.
+
+        The same steps as :meth:`_handle` in the same order, for a request it
+        would proxy: a served host, a canonical path outside ``/.agegate/`` and
+        an allow (public route, or a cached session that satisfies the rule).
+        None for anything else, with nothing recorded or counted, so the
+        ordinary path then handles the request as if this had not been asked.
+        """
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        try:
+            host, authority, path = self._target(scope, headers)
+        except BadRequest:
+            return None
+        if path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/"):
+            return None
+        client = scope.get("client")
+        peer = client[0] if client else None
+        method = scope["method"]
+        facts = RequestFacts(
+            method,
+            host,
+            path,
+            jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers),
+        )
+        decision = self.evaluator.decide_now(facts, headers, time.time())
+        if decision is None:
+            return None
+        record = AccessRecord(method)
+        record.path = path
+        record.set_decision(decision)
+        requirement = decision.requirement
+        return FastTicket(
+            record, authority, path, self.age_headers(requirement), requirement is not None
         )
 
     async def _reject(

@@ -48,6 +48,7 @@ from verifiers.base import AssuranceLevel
 
 __all__ = [
     "CHALLENGE_COOKIE",
+    "DEFAULT_SESSION_CACHE",
     "MAX_RETURN_PATH",
     "SESSION_COOKIE",
     "ChallengeCodec",
@@ -60,6 +61,8 @@ __all__ = [
 SESSION_COOKIE = "__Host-agegate"
 CHALLENGE_COOKIE = "__Host-agegate-challenge"
 MAX_RETURN_PATH = 2048
+#: Opened session cookies a codec keeps (each well under 1 KB with its claims).
+DEFAULT_SESSION_CACHE = 4096
 
 OnInvalid = Callable[[str], None]
 
@@ -193,9 +196,18 @@ def _ages(value: object) -> frozenset[int]:
 
 
 class SessionCodec:
-    """Seals and opens the session cookie ``__Host-agegate`` (SPEC §4)."""
+    """Seals and opens the session cookie ``__Host-agegate`` (SPEC §4).
 
-    __slots__ = ("_cache", "_cache_size", "_on_invalid", "_sealer")
+    Opened cookies are kept, by their exact value, in a cache this codec owns:
+    a sealed cookie never changes, so a second request with it costs one dict
+    lookup and one expiry check instead of an AES-GCM open and a JSON parse.
+    Only authentic cookies that opened are kept (junk cannot fill it), at most
+    ``cache_size`` of them (oldest out first), expiry is checked again on every
+    hit, and :meth:`use_keys` empties it.  This is the one place in the process
+    where cookie text outlives its request.
+    """
+
+    __slots__ = ("_cache", "_cache_size", "_sealer")
 
     def __init__(
         self,
@@ -203,8 +215,10 @@ class SessionCodec:
         audience: str,
         *,
         on_invalid: OnInvalid | None = None,
-        cache_size: int = 10_000,
+        cache_size: int = DEFAULT_SESSION_CACHE,
     ) -> None:
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
         self._sealer = _Sealer(keys, audience, SESSION_COOKIE, on_invalid)
         # Cookies this process already authenticated and decoded, by their exact value:
         # opening one (JSON and field checks) is the protected route's biggest cost.
@@ -212,6 +226,11 @@ class SessionCodec:
         # and expiry is checked again on every use.  Bounded (oldest dropped).
         self._cache: dict[str, SessionClaims] = {}
         self._cache_size = cache_size
+
+    @property
+    def cached(self) -> int:
+        """How many opened cookies are cached now (for tests and metrics)."""
+        return len(self._cache)
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Seal with ``keys[0]`` and open with every key from now on (hot reload).
@@ -255,6 +274,17 @@ class SessionCodec:
             del self._cache[next(iter(self._cache))]
         self._cache[value] = outcome
         return outcome
+
+    def peek(self, value: str | None, now: float) -> SessionClaims | None:
+        """The claims of ``value`` if it is cached and fresh; None otherwise.
+
+        No decryption and no side effect (nothing counted, nothing dropped): the
+        fast path asks, and on None the ordinary path opens the cookie as usual.
+        """
+        cached = self._cache.get(value) if value else None
+        if cached is not None and now < cached.expires_at:
+            return cached
+        return None
 
     def expired(self, value: str | None, now: float) -> bool:
         """True for an authentic cookie past its expiry (so a page can say "verify again")."""

@@ -187,8 +187,8 @@ class SessionRevocation:
         self._key = bytes(hmac_key)
         self._digesters = _digesters(self._key, previous_keys)
         self._revoked = RevokedSet(max_entries)
-        # Digests of sessions seen lately, so a request pays a dict lookup, not an HMAC;
-        # bounded like the codec's own cache of opened cookies.
+        # Digests of session ids seen lately, so a request pays a dict lookup, not an
+        # HMAC; bounded like the codec's own cache of opened cookies.
         self._digests: dict[str, tuple[str, ...]] = {}
         # Logouts the store could not record (outage): recorded on the next subscription.
         self._pending: dict[str, float] = {}
@@ -213,14 +213,17 @@ class SessionRevocation:
     def digests(self, claims: SessionClaims, cookie: str) -> tuple[str, ...]:
         """The store digests naming a session, under the first key then each previous one:
         HMACs of its id, or of an id-less cookie."""
-        name = claims.session_id if claims.session_id is not None else cookie
-        digests = self._digests.get(name)
+        session_id = claims.session_id
+        if session_id is None:
+            # Not cached: the name is the cookie itself, and cookie text is kept only
+            # by the codec's own cache (old id-less cookies are rare and expiring).
+            return tuple(pair[1](cookie) for pair in self._digesters)
+        digests = self._digests.get(session_id)
         if digests is None:
-            kind = 0 if claims.session_id is not None else 1
-            digests = tuple(pair[kind](name) for pair in self._digesters)
+            digests = tuple(pair[0](session_id) for pair in self._digesters)
             if len(self._digests) >= _DIGEST_CACHE:
                 del self._digests[next(iter(self._digests))]
-            self._digests[name] = digests
+            self._digests[session_id] = digests
         return digests
 
     def digest(self, claims: SessionClaims, cookie: str) -> str:
@@ -238,11 +241,7 @@ class SessionRevocation:
         if claims is None or not self._enabled or cookie is None or not self._revoked:
             return claims
         digests = self.digests(claims, cookie)
-        held = self._revoked.holds
-        # One lookup with one key; the previous keys' digests only during a rotation.
-        revoked = held(digests[0], now) or (
-            len(digests) > 1 and any(held(d, now) for d in digests[1:])
-        )
+        revoked = self._held(digests, now)
         if not revoked and self._revoked.lossy(now):
             for digest in digests:
                 if revoked := await self._store.is_revoked(digest):
@@ -252,6 +251,28 @@ class SessionRevocation:
                 self._on_revoked()
             return None
         return claims
+
+    def peek(self, cookie: str | None, now: float) -> SessionClaims | None:
+        """:meth:`open` for a cookie already opened, decided without a wait; else None.
+
+        None also whenever the answer would need the store (the local set has
+        overflowed) or the cookie is revoked: the ordinary path then decides,
+        counts and answers as it always does.
+        """
+        claims = self._codec.peek(cookie, now)
+        if claims is None or not self._enabled or cookie is None or not self._revoked:
+            return claims
+        if self._revoked.lossy(now) or self._held(self.digests(claims, cookie), now):
+            return None
+        return claims
+
+    def _held(self, digests: tuple[str, ...], now: float) -> bool:
+        """True when the local set holds the session under any ring key's digest."""
+        held = self._revoked.holds
+        # One lookup with one key; the previous keys' digests only during a rotation.
+        return held(digests[0], now) or (
+            len(digests) > 1 and any(held(d, now) for d in digests[1:])
+        )
 
     async def revoke(self, cookie: str | None, now: float) -> Revoked | None:
         """Revoke the cookie's session; None when there is nothing to revoke.

@@ -23,7 +23,7 @@ from gateway.core.timers import ConnectionTimer
 from gateway.errors import UpstreamError
 from gateway.upstream.base import unavailable, upstream_timeout
 
-__all__ = ["Connection", "ConnectionOwner"]
+__all__ = ["Connection", "ConnectionOwner", "ResponseSink"]
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
@@ -39,6 +39,14 @@ class ConnectionOwner(Protocol):
 
     def forget(self, conn: Connection) -> None:
         """Called once when ``conn`` has closed."""
+        ...
+
+
+class ResponseSink(Protocol):
+    """Takes a response as it arrives, instead of a coroutine reading it (the fast path)."""
+
+    def upstream_progress(self, conn: Connection) -> None:
+        """Called after the connection got bytes, closed, failed or timed out."""
         ...
 
 
@@ -60,6 +68,10 @@ class Connection(asyncio.Protocol):
         self._timer = ConnectionTimer(self.loop, self._on_timer)
         self._deadline = 0.0
         self._fatal = True
+        # Fast path: the response goes to a sink as it arrives (no waiter, no task).
+        self.sink: ResponseSink | None = None
+        self.sink_timeout = 0.0  # the read timeout while a sink waits on the upstream
+        self.sink_paused = False  # reading paused because the sink's client is slow
         self.reset(head_only=False)
 
     def reset(self, *, head_only: bool) -> None:
@@ -98,6 +110,12 @@ class Connection(asyncio.Protocol):
             self._fail(unavailable("the upstream switched protocols unasked"))
         except httptools.HttpParserError:
             self._fail(unavailable("the upstream sent a malformed response"))
+        sink = self.sink
+        if sink is not None:
+            # Acted on once the parser has returned, never from inside its callbacks:
+            # the sink may hand this connection to the next request.
+            self._deadline = self.loop.time() + self.sink_timeout
+            sink.upstream_progress(self)
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -113,6 +131,8 @@ class Connection(asyncio.Protocol):
             self._fail(unavailable("the upstream closed the connection"))
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(unavailable("the upstream closed the connection"))
+        if self.sink is not None:
+            self.sink.upstream_progress(self)
 
     def pause_writing(self) -> None:
         self._drain = self.loop.create_future()
@@ -203,7 +223,42 @@ class Connection(asyncio.Protocol):
         finally:
             self.waiter = None
 
+    def watch(self, sink: ResponseSink, timeout: float) -> None:
+        """Send this exchange's response to ``sink``; ``timeout`` bounds each wait for bytes."""
+        self.sink = sink
+        self.sink_timeout = timeout
+        self.sink_paused = False
+        self._deadline = deadline = self.loop.time() + timeout
+        self._fatal = True
+        self._timer.arm_no_later(deadline)
+
+    def pause_for_sink(self) -> None:
+        """The sink's client reads slowly: stop reading (and the read timeout) meanwhile."""
+        if not self.sink_paused and self.transport is not None and not self.closed:
+            self.sink_paused = True
+            self.transport.pause_reading()
+
+    def resume_for_sink(self) -> None:
+        if self.sink_paused and self.transport is not None and not self.closed:
+            self.sink_paused = False
+            self.transport.resume_reading()
+            self._deadline = deadline = self.loop.time() + self.sink_timeout
+            self._timer.arm_no_later(deadline)
+
+    def _sink_timer(self, sink: ResponseSink) -> None:
+        if self.sink_paused or self.complete or self.error is not None:
+            return  # the client's send timeout bounds a paused wait
+        if self._deadline - self.loop.time() > 0.001:
+            self._timer.arm(self._deadline)
+            return
+        self.keep_alive = False
+        self.error = upstream_timeout()
+        sink.upstream_progress(self)
+
     def _on_timer(self) -> None:
+        if self.sink is not None:
+            self._sink_timer(self.sink)
+            return
         waiter = self.waiter
         if waiter is None or waiter.done():
             return  # no wait in progress; the next one arms the timer again
@@ -236,6 +291,7 @@ class Connection(asyncio.Protocol):
         return data
 
     def close(self) -> None:
+        self.sink = None
         self._timer.stop()
         if self.transport is not None and not self.closed:
             self.transport.close()

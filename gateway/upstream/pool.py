@@ -168,6 +168,10 @@ class PoolClient:
             raise
         return conn
 
+    def take_idle(self) -> Connection | None:
+        """An idle live connection, or None (the fast path never waits for one)."""
+        return self._take_idle()
+
     def _take_idle(self) -> Connection | None:
         """The most recently used live idle connection (older dead ones are closed)."""
         now = time.monotonic()
@@ -226,6 +230,7 @@ class PoolClient:
             return
         now = time.monotonic()
         conn.parser = None
+        conn.sink = None
         conn.idle_since = now
         self._idle.append(conn)
         while self._idle and now - self._idle[0].idle_since >= self.idle_timeout:
@@ -253,6 +258,17 @@ class PoolClient:
         # The keep-alive connection had been closed by the upstream: retry once, fresh.
         conn = await self._connect()
         return await self._exchange(conn, method, head, length, headers, body)
+
+    def request_head(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The head :meth:`request` writes for a request without a body."""
+        return self._head(method, target, headers, b"")[0]
+
+    async def retry_fresh(
+        self, method: str, head: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> PoolResponse:
+        """A bodyless request again, on a new connection (its keep-alive one was stale)."""
+        conn = await self._connect()
+        return await self._exchange(conn, method, head, None, headers, b"")
 
     def _head(
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody

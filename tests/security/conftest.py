@@ -24,10 +24,15 @@ def upstream() -> Iterator[UpstreamServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+# Every test on the shared gateway runs against both request paths: the fast path
+# (gateway/proxy/fast.py, bodyless GET/HEAD it can allow at once) and the ASGI one.
+@pytest.fixture(scope="session", params=[True, False], ids=["fast_path", "asgi_path"])
 def gateway(
-    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    upstream: UpstreamServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     directory = tmp_path_factory.mktemp("security-gw")
-    with GatewayProcess(directory, upstream=upstream.url, settings={"rate_limit": 0}) as gw:
+    settings = {"rate_limit": 0, "fast_path": request.param}
+    with GatewayProcess(directory, upstream=upstream.url, settings=settings) as gw:
         yield gw

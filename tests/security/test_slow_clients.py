@@ -36,9 +36,11 @@ SLACK = 2.0  # seconds a timeout may fire late on a loaded 2-core machine
 BIG = 20_000_000  # a response far larger than every buffer between gateway and client
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[True, False], ids=["fast_path", "asgi_path"])
 def gateway(
-    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    upstream: UpstreamServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     env = {
         "AGEGATE_CLIENT_BODY_TIMEOUT": f"{BODY_TIMEOUT}s",
@@ -46,7 +48,7 @@ def gateway(
         "AGEGATE_SEND_TIMEOUT": f"{SEND_TIMEOUT}s",
         "AGEGATE_REQUEST_BUFFER_SIZE": str(BUFFER),
     }
-    settings = {"rate_limit": 0, "upstream_connect_timeout": "2s"}
+    settings = {"rate_limit": 0, "upstream_connect_timeout": "2s", "fast_path": request.param}
     with GatewayProcess(
         tmp_path_factory.mktemp("slow-gw"), upstream=upstream.url, settings=settings, env=env
     ) as gw:

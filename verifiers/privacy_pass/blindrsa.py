@@ -32,6 +32,7 @@ __all__ = [
     "emsa_pss_encode",
     "finalize",
     "verify",
+    "verify_with_key",
 ]
 
 SALT_LENGTH = 48
@@ -113,15 +114,23 @@ def blind_sign(key: rsa.RSAPrivateKey, blinded_msg: bytes) -> bytes:
     return _int_to_bytes(s, modulus_len)
 
 
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=SALT_LENGTH)
+
+
 def verify(n: int, e: int, message: bytes, signature: bytes) -> bool:
     """RSASSA-PSS-VERIFY with SHA-384, MGF1-SHA-384 and a 48-byte salt."""
-    if len(signature) != (n.bit_length() + 7) // 8:
+    return verify_with_key(rsa.RSAPublicNumbers(e, n).public_key(), message, signature)
+
+
+def verify_with_key(key: rsa.RSAPublicKey, message: bytes, signature: bytes) -> bool:
+    """:func:`verify` with a key object built once (a verifier keeps one per token key)."""
+    if len(signature) != (key.key_size + 7) // 8:
         return False
     try:
-        rsa.RSAPublicNumbers(e, n).public_key().verify(
+        key.verify(
             signature,
             message,
-            padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=SALT_LENGTH),
+            _PSS,
             hashes.SHA384(),
         )
     except InvalidSignature:

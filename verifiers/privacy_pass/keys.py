@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -93,6 +93,12 @@ class IssuerPublicKey:
     e: int
     spki: bytes
     token_key_id: bytes
+    # Built once per key: rebuilding it from (n, e) costs about as much as the
+    # RSA-PSS check itself, on every token.
+    public_key: rsa.RSAPublicKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "public_key", rsa.RSAPublicNumbers(self.e, self.n).public_key())
 
     @classmethod
     def from_numbers(cls, n: int, e: int) -> IssuerPublicKey:
@@ -111,7 +117,7 @@ class IssuerPublicKey:
         return self.token_key_id[-1]
 
     def cryptography_key(self) -> rsa.RSAPublicKey:
-        return rsa.RSAPublicNumbers(self.e, self.n).public_key()
+        return self.public_key
 
 
 def load_public_key(path: Path) -> IssuerPublicKey:

@@ -263,7 +263,9 @@ class PrivacyPassVerifier(Verifier):
             raise VerificationError(
                 "wrong_challenge", "the token answers another challenge, origin or issuer"
             )
-        if not blindrsa.verify(key.n, key.e, token.authenticator_input, token.authenticator):
+        if not blindrsa.verify_with_key(
+            key.public_key, token.authenticator_input, token.authenticator
+        ):
             raise VerificationError("bad_signature", "the token authenticator does not verify")
         # Store failures (reason store_unavailable) propagate: the gateway fails closed.
         nonce = b64url_encode(token.nonce)

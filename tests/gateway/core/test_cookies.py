@@ -130,6 +130,19 @@ def test_get_cookie_matches_parser_on_dense_input(value: str, name: str) -> None
     assert get_cookie([(b"cookie", value.encode())], name) == parse_cookie_header(value).get(name)
 
 
+@given(
+    st.lists(
+        st.sampled_from([SESSION, CHALLENGE, "=", ";", " ", "\t", "x", '"', "a="]), max_size=14
+    )
+)
+def test_get_cookie_finds_our_name_among_lookalikes_as_the_parser_does(parts: list[str]) -> None:
+    value = "".join(parts)
+    for name in (SESSION, CHALLENGE):
+        assert get_cookie([(b"cookie", value.encode())], name) == parse_cookie_header(value).get(
+            name
+        )
+
+
 OURS = frozenset({SESSION.encode(), CHALLENGE.encode()})
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from gateway.decision.evaluate import Evaluation, jurisdiction_of
 from gateway.policy import Outcome
 from gateway.policy.facts import RequestFacts, SessionClaims
@@ -236,3 +239,38 @@ def test_jurisdiction_comes_only_from_a_trusted_proxy() -> None:
     assert jurisdiction_of("x-country", trusted, "192.0.2.1", headers) is None
     assert jurisdiction_of(None, trusted, "10.1.2.3", headers) is None
     assert jurisdiction_of("x-country", trusted, "10.1.2.3", [(b"x-country", b"u s")]) is None
+
+
+async def test_a_second_protected_request_with_the_same_session_opens_no_cookie(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = build()
+    cookie = session_cookie(parts.sessions.seal(claims()))
+    first = await parts.evaluator.evaluate(facts("/wine/red"), [cookie], None, NOW)
+    assert first.decision.reason == "session_ok"
+
+    def no_open(*args: object) -> bytes:
+        raise AssertionError("the session cookie was decrypted again")
+
+    monkeypatch.setattr(AESGCM, "decrypt", no_open)
+    second = await parts.evaluator.evaluate(facts("/wine/white"), [cookie], None, NOW + 1)
+    assert second.decision is first.decision  # built with the policy, not per request
+    expired = await parts.evaluator.evaluate(facts("/wine/red"), [cookie], None, NOW + 600)
+    assert expired.decision.outcome is Outcome.CHALLENGE  # expiry checked on a cache hit
+    assert expired.decision.reason == "no_session"
+
+
+async def test_every_protected_decision_is_made_once_per_rule() -> None:
+    parts = build()
+    low = session_cookie(parts.sessions.seal(claims(level="basic")))
+    seen = [
+        (await parts.evaluator.evaluate(facts(path), headers, None, NOW)).decision
+        for path, headers in (
+            ("/wine/a", []),
+            ("/wine/b", []),
+            ("/wine/a", [low]),
+            ("/wine/b", [low]),
+        )
+    ]
+    assert seen[0] is seen[1] and seen[2] is seen[3]
+    assert [d.reason for d in seen[::2]] == ["no_session", "assurance_too_low"]

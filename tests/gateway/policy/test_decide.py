@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.policy import (
@@ -16,6 +16,7 @@ from gateway.policy import (
     SessionClaims,
     decide,
 )
+from gateway.policy.model import Action, Mode
 from verifiers.base import AssuranceLevel
 
 NOW = 1_700_000_000.0
@@ -242,3 +243,42 @@ def test_decide_is_pure_and_repeatable(policy: Policy) -> None:
     session = claims()
     first = decide(facts("/wine/x"), session, policy, NOW)
     assert all(decide(facts("/wine/x"), session, policy, NOW) == first for _ in range(3))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(["/static/a", "/admin/x", "/wine/red", "/audit/y", "/old/z", "/else"]),
+    jurisdiction=st.sampled_from([None, "US", "US-UT", "GB", "FR", "GB-SCT"]),
+    over=st.frozensets(st.sampled_from([13, 16, 18, 21]), max_size=2),
+    under=st.frozensets(st.sampled_from([16, 18, 21, 25]), max_size=1),
+    level=st.sampled_from(list(AssuranceLevel)),
+    verifier=st.sampled_from(["ref", "pp", "other"]),
+    expires=st.sampled_from([NOW - 1, NOW, NOW + 1]),
+    no_session=st.booleans(),
+)
+def test_prebuilt_decisions_carry_the_rule_mode_and_requirement_in_force(
+    policy: Policy,
+    path: str,
+    jurisdiction: str | None,
+    over: frozenset[int],
+    under: frozenset[int],
+    level: AssuranceLevel,
+    verifier: str,
+    expires: float,
+    no_session: bool,
+) -> None:
+    # Every decision is built with its rule (RuleVerdicts); it must still say exactly
+    # what a decision made on the spot would: rule, enforcement and requirement.
+    session = None if no_session else SessionClaims(over, under, level, verifier, NOW - 5, expires)
+    decision = decide(RequestFacts("GET", "localhost", path, jurisdiction), session, policy, NOW)
+    rule = policy.match("GET", "localhost", path)
+    assert rule is not None
+    assert decision.rule == rule.name
+    assert decision.enforced is (rule.mode is Mode.ENFORCE)
+    expected = rule.requirement_for(jurisdiction) if rule.action is Action.REQUIRE else None
+    assert decision.requirement == expected
+    if expected is not None and decision.outcome is Outcome.ALLOW:
+        assert session is not None and max(session.age_over) >= expected.min_age
+        assert session.assurance >= expected.assurance and expires > NOW

@@ -533,3 +533,73 @@ def test_opened_cookies_are_cached_but_expiry_is_still_checked() -> None:
     ]
     assert all(codec.open(o, now) is not None for o in others)
     assert len(codec._cache) <= 2  # bounded
+
+
+def _cache_claims(now: float, ttl: float = 60) -> SessionClaims:
+    return SessionClaims(
+        frozenset({18}), frozenset(), AssuranceLevel.BASIC, "v", now, now + ttl, new_session_id()
+    )
+
+
+def test_a_cached_cookie_is_not_decrypted_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = SessionCodec((KEY_A,), AUDIENCE)
+    claims = _cache_claims(NOW)
+    value = codec.seal(claims)
+    assert codec.open(value, NOW) == claims
+    opened: list[bytes] = []
+    real = AESGCM.decrypt
+
+    def counting(self: AESGCM, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        opened.append(nonce)
+        return real(self, nonce, data, aad)
+
+    monkeypatch.setattr(AESGCM, "decrypt", counting)
+    assert codec.open(value, NOW + 1) == claims
+    assert opened == []  # no AEAD open on the second request
+    other = codec.seal(_cache_claims(NOW))
+    assert codec.open(other, NOW) is not None
+    assert len(opened) == 1  # a new value is opened for real
+
+
+def test_expiry_is_enforced_on_a_cache_hit() -> None:
+    reasons = Reasons()
+    codec = SessionCodec((KEY_A,), AUDIENCE, on_invalid=reasons)
+    value = codec.seal(_cache_claims(NOW, ttl=10))
+    assert codec.open(value, NOW) is not None
+    assert codec.open(value, NOW + 10) is None
+    assert reasons.seen == ["expired"]
+    assert codec.cached == 0  # the expired entry is gone
+
+
+def test_rekey_empties_the_cache_and_old_keys_stop_opening() -> None:
+    reasons = Reasons()
+    codec = SessionCodec((KEY_A,), AUDIENCE, on_invalid=reasons)
+    value = codec.seal(_cache_claims(NOW))
+    assert codec.open(value, NOW) is not None
+    codec.use_keys((KEY_B,))
+    assert codec.cached == 0
+    assert codec.open(value, NOW) is None  # KEY_A left the ring: not served from memory
+    assert reasons.seen == ["unknown_key"]
+    rotated = codec.seal(_cache_claims(NOW))
+    codec.use_keys((KEY_A, KEY_B))  # KEY_B still opens after a rotation that keeps it
+    assert codec.open(rotated, NOW) is not None
+
+
+def test_the_cache_is_bounded_and_holds_only_cookies_that_opened() -> None:
+    codec = SessionCodec((KEY_A,), AUDIENCE, cache_size=3)
+    values = [codec.seal(_cache_claims(NOW, ttl=60 + i)) for i in range(5)]
+    for value in values:
+        assert codec.open(value, NOW) is not None
+    assert codec.cached == 3
+    assert set(codec._cache) == set(values[2:])  # oldest out first
+    for junk in (
+        "x",
+        "v1.00000000.AAAA",
+        values[0][:-3] + "AAA",
+        SessionCodec((KEY_B,), AUDIENCE).seal(_cache_claims(NOW)),
+    ):
+        assert codec.open(junk, NOW) is None
+    assert set(codec._cache) == set(values[2:])  # refusals are never kept
+    assert all(isinstance(v, SessionClaims) for v in codec._cache.values())
+    with pytest.raises(ValueError, match="cache_size"):
+        SessionCodec((KEY_A,), AUDIENCE, cache_size=0)

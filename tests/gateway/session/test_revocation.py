@@ -225,3 +225,32 @@ async def test_use_previous_keys_applies_to_sessions_already_seen() -> None:
     assert await revocation.open(cookie, NOW) == claims  # digest cached under one key
     revocation.use_previous_keys([OLD_STORE_KEY])
     assert await revocation.open(cookie, NOW) is None
+
+
+async def test_an_id_less_cookie_is_not_kept_by_its_digest_cache() -> None:
+    # Cookie text outlives its request only in the codec's own cache (issue 15).
+    store = MemoryStore(STORE_KEY)
+    revocation, codec = _revocation(store)
+    legacy = SessionClaims(frozenset({18}), frozenset(), AssuranceLevel.BASIC, "t", NOW, NOW + 600)
+    cookie = codec.seal(legacy)
+    first = revocation.digest(legacy, cookie)
+    assert revocation.digest(legacy, cookie) == first  # same name, computed again
+    assert cookie not in revocation._digests
+    assert await revocation.revoke(cookie, NOW) == "recorded"
+    assert await revocation.open(cookie, NOW) is None
+    assert cookie not in revocation._digests
+
+
+async def test_peek_refuses_a_session_revoked_under_a_previous_key() -> None:
+    # The fast path decides from peek(): a logout heard under the old key must stop it too.
+    revocation, codec = _revocation(MemoryStore(STORE_KEY), previous_keys=[OLD_STORE_KEY])
+    claims = _claims()
+    cookie = codec.seal(claims)
+    assert claims.session_id is not None
+    assert await revocation.open(cookie, NOW) == claims  # opened, so peek() can see it
+    assert revocation.peek(cookie, NOW) == claims
+    revocation._received(
+        record_digest(OLD_STORE_KEY, REVOKED_NAMESPACE, claims.session_id), NOW + 600
+    )
+    assert revocation.peek(cookie, NOW) is None
+    assert await revocation.open(cookie, NOW) is None

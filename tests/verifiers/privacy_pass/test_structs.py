@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.verifiers.privacy_pass.helpers import context, make_verifier, write_keys
 from verifiers.base import Presentation, VerificationError
 from verifiers.privacy_pass.client import parse_private_token_challenges
+from verifiers.privacy_pass.keys import IssuerPublicKey
 from verifiers.privacy_pass.structs import (
     StructError,
     Token,
@@ -23,6 +24,7 @@ from verifiers.privacy_pass.structs import (
     parse_auth_params,
     parse_challenges,
 )
+from verifiers.privacy_pass.structs import _HeaderScanner as HeaderScanner
 from verifiers.reference.issuer import IssuerKey
 
 HEADERISH = st.text(alphabet=st.sampled_from('PrivateTokn =",\\ \t\x00\xffAb_-/+'), max_size=80)
@@ -41,6 +43,30 @@ def test_header_parsers_raise_only_struct_error(text: str) -> None:
         with contextlib.suppress(StructError):
             parse(text)
     parse_private_token_challenges(text)  # skips what it cannot use, never raises
+
+
+def _read_quoted(text: str, *, slowly: bool) -> tuple[str, int] | None:
+    scanner = HeaderScanner(text)
+    try:
+        value = scanner.quoted_slowly() if slowly else scanner.quoted()
+    except StructError:
+        return None
+    return value, scanner.pos
+
+
+@given(
+    st.text(alphabet=st.sampled_from('"\\ \t\x00\x1f\x7f\x80\xffaZ=,/'), max_size=40).map(
+        lambda t: '"' + t
+    )
+)
+def test_quoted_string_shortcut_reads_what_the_scanner_reads(text: str) -> None:
+    assert _read_quoted(text, slowly=False) == _read_quoted(text, slowly=True)
+
+
+def test_issuer_key_builds_its_public_key_once(issuer_keys: dict[int, IssuerKey]) -> None:
+    key = IssuerPublicKey.from_spki(issuer_keys[18].public.spki)
+    assert key.cryptography_key() is key.public_key
+    assert key.public_key.public_numbers().n == key.n
 
 
 @given(

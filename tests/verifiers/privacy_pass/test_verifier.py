@@ -19,7 +19,7 @@ from tests.verifiers.privacy_pass.helpers import (
     write_keys,
 )
 from verifiers.base import AssuranceLevel, ChallengeContext, Presentation, VerificationError
-from verifiers.privacy_pass import PrivacyPassVerifier
+from verifiers.privacy_pass import PrivacyPassVerifier, blindrsa
 from verifiers.privacy_pass.challenges import WINDOW
 from verifiers.privacy_pass.client import parse_private_token_challenges
 from verifiers.privacy_pass.structs import (
@@ -84,6 +84,20 @@ async def test_accepts_a_token_for_our_api_challenge(
     assert assertion.verifier == "test-pp"
     assert assertion.assurance is AssuranceLevel.BASIC
     assert assertion.expires_at.timestamp() == NOW + 3600
+
+
+async def test_redemption_reuses_the_key_built_at_load(
+    verifier: PrivacyPassVerifier, issuer_keys: dict[int, IssuerKey], monkeypatch: Any
+) -> None:
+    token = mint(verifier.challenges.for_api(NOW), issuer_keys[18])
+
+    def no_rebuild(*args: object) -> None:
+        raise AssertionError("the RSA public key was rebuilt for one token")
+
+    monkeypatch.setattr(blindrsa.rsa, "RSAPublicNumbers", no_rebuild)
+    assert (await verifier.verify(_api(header(token)), context(NOW))).age_over == {18}
+    forged = dataclasses.replace(token, authenticator=bytes(len(token.authenticator)))
+    assert await _refused(verifier, _api(header(forged))) == "bad_signature"
 
 
 async def test_previous_window_accepted_older_refused(
