@@ -50,6 +50,7 @@ __all__ = [
     "PROFILE_CLAIMS",
     "PROFILE_TYPE",
     "SKEW",
+    "STRICT_JSON",
     "Finding",
     "ParsedToken",
     "age_thresholds",
@@ -143,11 +144,12 @@ def _reject_constant(name: str) -> Any:
 
 
 # One decoder, built once: json.loads with hooks would build a new one per call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+# Shared by every JOSE-based kind (SD-JWT disclosures too).
+STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
-    value = _DECODER.decode(data.decode("utf-8"))  # RFC 8259 §8.1: UTF-8 only
+    value = STRICT_JSON.decode(data.decode("utf-8"))  # RFC 8259 §8.1: UTF-8 only
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value

@@ -20,13 +20,13 @@ The rules that make a presentation refused here (reason codes):
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from verifiers.b64url import b64url_decode, b64url_encode
 from verifiers.base import VerificationError
+from verifiers.token_profile import STRICT_JSON
 
 __all__ = [
     "MAX_DISCLOSURES",
@@ -63,20 +63,6 @@ class SdJwt:
     signed_part: str  # everything up to and including the last "~": what sd_hash covers
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member")
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError("non-standard JSON constant")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-
-
 def digest(encoded: str) -> str:
     """``base64url(SHA-256(ASCII(encoded)))``: the digest of a disclosure (``_sd_alg: sha-256``)."""
     return b64url_encode(hashlib.sha256(encoded.encode("ascii")).digest())
@@ -89,7 +75,7 @@ def sd_hash(signed_part: str) -> str:
 
 def _disclosure(encoded: str) -> Disclosure:
     try:
-        value = _DECODER.decode(b64url_decode(encoded, canonical=False).decode("utf-8"))
+        value = STRICT_JSON.decode(b64url_decode(encoded, canonical=False).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise VerificationError("malformed", "a disclosure is not base64url JSON") from error
     if not isinstance(value, list) or len(value) not in (2, 3) or not isinstance(value[0], str):
