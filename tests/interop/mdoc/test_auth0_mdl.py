@@ -10,14 +10,12 @@ refused with its own reason.  Node and ``node_modules`` are required
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.node import require_package, run_node_json
 from tests.verifiers.mdoc.helpers import CLIENT_ID, NONCE, NOW_DT, RESPONSE_URI, context
 from tests.verifiers.mdoc.helpers import presentation as wallet_presentation
 from tests.verifiers.tokens import MemoryReplay
@@ -60,10 +58,7 @@ REFUSALS = {
 @pytest.fixture(scope="module")
 def built() -> dict[str, Any]:
     # An interop test that skips proves nothing: fail, saying what to install.
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed")
-    if not (HERE / "node_modules" / "@auth0" / "mdl").is_dir():
-        pytest.fail("run `make interop-deps` (npm ci in tests/interop/mdoc)")
+    require_package(HERE, "@auth0/mdl")
     request = {
         "now": NOW_DT.isoformat(),
         "client_id": CLIENT_ID,
@@ -71,18 +66,7 @@ def built() -> dict[str, Any]:
         "nonce": NONCE,
         "cases": CASES,
     }
-    result = subprocess.run(
-        ["node", str(HERE / "mdl.mjs")],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=HERE,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout)
-    return answer
+    return run_node_json(HERE / "mdl.mjs", request, timeout=120)
 
 
 def _verifier(tmp_path: Path, pem: str, **config: Any) -> EuAvVerifier:

@@ -11,8 +11,6 @@ issue under the same chain.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 
 from tests.support.eu_av import EU_AV_POLICY, eu_av_verifiers
 from tests.support.gateway import GatewayProcess, session_cookie
+from tests.support.node import require_package, run_node_json
 from tests.support.rawhttp import request
 from tests.support.upstream import UpstreamServer
 from tests.support.wallet import browser_get, wallet_challenge
@@ -33,23 +32,9 @@ HERE = Path(__file__).parent
 
 def run_mdl(cases: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """One run of ``mdl.mjs``; fails (never skips) without node or its modules."""
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed")
-    if not (HERE / "node_modules" / "@auth0" / "mdl").is_dir():
-        pytest.fail("run `make interop-deps` (npm ci in tests/interop/mdoc)")
+    require_package(HERE, "@auth0/mdl")
     stdin = {"now": datetime.now(UTC).isoformat(), "cases": cases, **fields}
-    result = subprocess.run(
-        ["node", str(HERE / "mdl.mjs")],
-        input=json.dumps(stdin),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=HERE,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout)
-    return answer
+    return run_node_json(HERE / "mdl.mjs", stdin, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ import pytest
 
 from tests.support.gateway import GatewayProcess, session_cookie
 from tests.support.net import free_port
+from tests.support.node import require_package, run_node_json
 from tests.support.upstream import UpstreamServer
 from tests.verifiers.privacy_pass.harness import ReferenceProcess, pp_settings
 from verifiers.privacy_pass.client import attest, parse_private_token_challenges
@@ -60,25 +58,11 @@ pytestmark = [pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _independent_implementation_installed() -> None:
     # An interop test that skips proves nothing: fail, saying what to install.
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed")
-    if not (HERE / "node_modules" / "@cloudflare" / "privacypass-ts").is_dir():
-        pytest.fail("run `make interop-deps` (npm ci in tests/interop/privacypass)")
+    require_package(HERE, "@cloudflare/privacypass-ts")
 
 
 def node(command: dict[str, Any]) -> dict[str, Any]:
-    result = subprocess.run(
-        ["node", str(HERE / "pp.mjs")],
-        input=json.dumps(command),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=HERE,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout)
-    return answer
+    return run_node_json(HERE / "pp.mjs", command)
 
 
 @pytest.fixture(scope="module")

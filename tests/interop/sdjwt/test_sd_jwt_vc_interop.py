@@ -11,8 +11,6 @@ Node and ``node_modules`` are required (``make interop-deps`` runs ``npm ci`` he
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import jwt
 import pytest
 
 from tests.support.gateway import session_cookie
+from tests.support.node import require_package, run_node_json
 from tests.support.upstream import UpstreamServer
 from tests.support.wallet import WalletSite, browser_get, wallet_challenge
 from tests.verifiers.sd_jwt_vc.helpers import CLIENT_ID, NONCE, Setup, make_setup
@@ -42,10 +41,7 @@ pytestmark = [pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _independent_implementation_installed() -> None:
     # An interop test that skips proves nothing: fail, saying what to install.
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed")
-    if not (HERE / "node_modules" / "@sd-jwt" / "sd-jwt-vc").is_dir():
-        pytest.fail("run `make interop-deps` (npm ci in tests/interop/sdjwt)")
+    require_package(HERE, "@sd-jwt/sd-jwt-vc")
 
 
 def private_jwk(key: Any) -> dict[str, Any]:
@@ -92,17 +88,7 @@ def node_present(
         "tamper": tamper,
         "times": times,
     }
-    result = subprocess.run(
-        ["node", str(HERE / "present.mjs")],
-        input=json.dumps(command),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=HERE,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    presentations: list[str] = json.loads(result.stdout)["presentations"]
+    presentations: list[str] = run_node_json(HERE / "present.mjs", command)["presentations"]
     return presentations
 
 
