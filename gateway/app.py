@@ -118,6 +118,8 @@ def _deciders(runtime: Runtime) -> tuple[Evaluator, Responder]:
         replay=runtime.store,
         metrics=runtime.metrics,
         audience=runtime.settings.audience,
+        jurisdiction_header=runtime.settings.jurisdiction_header,
+        trusted_proxies=runtime.settings.trusted_proxies,
     )
     responder = Responder(
         public_origin=runtime.settings.public_origin,

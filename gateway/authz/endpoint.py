@@ -52,13 +52,12 @@ from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path, split_target
 from gateway.core.problem import send_problem, send_response
 from gateway.decision.access import AccessLog, AccessRecord
-from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
+from gateway.decision.evaluate import Evaluation, Evaluator
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.http.server import MAX_TARGET_BYTES
 from gateway.observability import Metrics, log_event, truncate_ip
 from gateway.policy import Outcome
-from gateway.policy.facts import RequestFacts
 from gateway.session.codec import CHALLENGE_COOKIE, SESSION_COOKIE
 from gateway.settings import Settings
 from gateway.types import Message, Receive, Scope, Send
@@ -174,8 +173,6 @@ class AuthzApp:
         self.started = started
         self.evaluator = evaluator
         self.responder = responder
-        self._jurisdiction_header = self.settings.jurisdiction_header
-        self._trusted_proxies = self.settings.trusted_proxies
         self.access = AccessLog(metrics, log_client_ip=self.settings.log_client_ip == "truncated")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -252,12 +249,7 @@ class AuthzApp:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
         peer = client[0] if client else None
-        facts = RequestFacts(
-            original.method,
-            original.host,
-            path,
-            jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers),
-        )
+        facts = self.evaluator.facts(original.method, original.host, path, peer, headers)
         evaluation = await self.evaluator.evaluate(facts, headers, peer)
         record.verifier = evaluation.verifier
         decision = evaluation.decision

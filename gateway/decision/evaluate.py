@@ -84,6 +84,8 @@ class Evaluator:
         replay: ReplayGuard,
         metrics: Metrics,
         audience: str,
+        jurisdiction_header: str | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         """``verifiers`` may be filled after construction (the runtime loads them at start-up)."""
         self.policies = policies
@@ -95,6 +97,22 @@ class Evaluator:
         self.replay = replay
         self.metrics = metrics
         self.audience = audience
+        self._jurisdiction_header = jurisdiction_header
+        self._trusted_proxies = trusted_proxies
+
+    def facts(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        peer: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+    ) -> RequestFacts:
+        """What the policy sees of a request; the jurisdiction header only from a trusted proxy."""
+        jurisdiction = jurisdiction_of(
+            self._jurisdiction_header, self._trusted_proxies, peer, headers
+        )
+        return RequestFacts(method, host, path, jurisdiction)
 
     async def evaluate(
         self,

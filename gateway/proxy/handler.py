@@ -22,12 +22,11 @@ from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path
 from gateway.core.problem import send_problem
 from gateway.decision.access import AccessLog, AccessRecord, recording_status
-from gateway.decision.evaluate import Evaluation, Evaluator, jurisdiction_of
+from gateway.decision.evaluate import Evaluation, Evaluator
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.observability import Metrics
 from gateway.policy import Outcome, Requirement
-from gateway.policy.facts import RequestFacts
 from gateway.proxy.forward import Proxy
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,8 +68,6 @@ class Gate:
         self.settings = settings
         self.evaluator = evaluator
         self.responder = responder
-        self._jurisdiction_header = self.settings.jurisdiction_header
-        self._trusted_proxies = self.settings.trusted_proxies
         self.access = AccessLog(metrics, log_client_ip=self.settings.log_client_ip == "truncated")
         # Host values and raw paths repeat from request to request; both functions are
         # pure, so their results are kept (bounded; refusals are not kept).
@@ -111,12 +108,7 @@ class Gate:
             return
         client = scope.get("client")
         peer = client[0] if client else None
-        facts = RequestFacts(
-            method,
-            host,
-            path,
-            jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers),
-        )
+        facts = self.evaluator.facts(method, host, path, peer, headers)
         evaluation = await self.evaluator.evaluate(facts, headers, peer)
         record.verifier = evaluation.verifier
         decision = evaluation.decision
@@ -251,12 +243,7 @@ class Gate:
         client = scope.get("client")
         peer = client[0] if client else None
         method = scope["method"]
-        facts = RequestFacts(
-            method,
-            host,
-            path,
-            jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers),
-        )
+        facts = self.evaluator.facts(method, host, path, peer, headers)
         decision = self.evaluator.decide_now(facts, headers, time.time())
         if decision is None:
             return None
