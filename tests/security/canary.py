@@ -15,8 +15,9 @@ from typing import Any
 
 import jwt
 
-from tests.support.gateway import DEFAULT_POLICY, GatewayProcess
-from tests.support.rawhttp import RawResponse
+from tests.support.gateway import DEFAULT_POLICY, GatewayProcess, session_cookie
+from tests.support.rawhttp import RawResponse, request
+from tests.support.wallet import browser_get
 from tests.verifiers.privacy_pass.harness import ReferenceProcess
 
 __all__ = ["Run", "Setup", "canary", "visitor_headers"]
@@ -86,3 +87,21 @@ def visitor_headers(run: Run) -> list[tuple[bytes, bytes]]:
     run.client_values += [agent, ref]
     referer = f"https://ref.example/search?q={ref}".encode()
     return [(b"User-Agent", agent.encode()), (b"Referer", referer)]
+
+
+def complete_wallet_session(run: Run, path: str, cookie: str, body: dict[str, Any]) -> None:
+    """A wallet's accepted answer, finished same-device in the browser up to the page.
+
+    ``body`` is the gateway's answer to the wallet (its ``redirect_uri`` carries
+    the one-time response_code, a secret); ``cookie`` the browser's challenge.
+    """
+    redirect = str(body["redirect_uri"])
+    run.secrets += [redirect.rpartition("=")[2]]
+    done = run.keep(browser_get(run.gw, redirect.removeprefix(run.gw.public_origin), cookie))
+    assert done.status == 303, done.text
+    session = session_cookie(done.header_list("set-cookie"))
+    assert session
+    jar = (b"Cookie", f"__Host-agegate={session}; site_pref=1".encode())
+    page = run.keep(request(run.gw.port, "GET", path, [jar]))
+    assert page.status == 200, page.text
+    assert json.loads(page.body)["path"].startswith("/echo/wine/red")

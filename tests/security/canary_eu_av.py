@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.security.canary import Run, Setup, canary
+from tests.security.canary import Run, Setup, canary, complete_wallet_session
 from tests.support.eu_av import EU_AV_POLICY, eu_av_verifiers
-from tests.support.gateway import session_cookie
-from tests.support.rawhttp import request
-from tests.support.wallet import browser_get, wallet_challenge
+from tests.support.wallet import wallet_challenge
 from verifiers.reference.mdoc import Defects, IssuedMdoc, MdocTestIssuer
 from verifiers.reference.wallet import Wallet, parse_request, submit
 
@@ -100,16 +97,7 @@ def drive_eu_av(run: Run) -> None:
     mdoc = issuer.issue(extra_elements=identity)
     cookie, status, body = _answer(run, path, mdoc)
     assert status == 200, body
-    redirect = str(body["redirect_uri"])
-    run.secrets += [redirect.rpartition("=")[2]]
-    done = run.keep(browser_get(run.gw, redirect.removeprefix(run.gw.public_origin), cookie))
-    assert done.status == 303, done.text
-    session = session_cookie(done.header_list("set-cookie"))
-    assert session
-    jar = (b"Cookie", f"__Host-agegate={session}; site_pref=1".encode())
-    page = run.keep(request(run.gw.port, "GET", path, [jar]))
-    assert page.status == 200, page.text
-    assert json.loads(page.body)["path"].startswith("/echo/wine/red")
+    complete_wallet_session(run, path, cookie, body)
     # The same credential again: refused as linkable.
     _, status, body = _answer(run, path, mdoc)
     assert (status, body.get("reason")) == (400, "linkable_credential"), body

@@ -9,15 +9,13 @@ code is a secret the scan must not find.
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.security.canary import Run, Setup, canary
-from tests.support.gateway import AUTHORIZE_URL, ISSUER, session_cookie
-from tests.support.rawhttp import request
-from tests.support.wallet import WALLET_POLICY, browser_get, wallet_challenge
+from tests.security.canary import Run, Setup, canary, complete_wallet_session
+from tests.support.gateway import AUTHORIZE_URL, ISSUER
+from tests.support.wallet import WALLET_POLICY, wallet_challenge
 from verifiers.reference.sd_jwt_issuer import TEST_VCT, ReferenceSdJwtIssuer
 from verifiers.reference.wallet import Wallet, parse_request, submit
 
@@ -90,16 +88,7 @@ def drive_sd_jwt_vc(run: Run) -> None:
     issued = issuer.issue(holder, disclosed=identity)
     cookie, status, body = _answer(run, path, issued)
     assert status == 200, body
-    redirect = str(body["redirect_uri"])
-    run.secrets += [redirect.rpartition("=")[2]]
-    done = run.keep(browser_get(run.gw, redirect.removeprefix(run.gw.public_origin), cookie))
-    assert done.status == 303, done.text
-    session = session_cookie(done.header_list("set-cookie"))
-    assert session
-    jar = (b"Cookie", f"__Host-agegate={session}; site_pref=1".encode())
-    page = run.keep(request(run.gw.port, "GET", path, [jar]))
-    assert page.status == 200, page.text
-    assert json.loads(page.body)["path"].startswith("/echo/wine/red")
+    complete_wallet_session(run, path, cookie, body)
     # The same credential again: refused as linkable.
     _, status, body = _answer(run, path, issued)
     assert (status, body.get("reason")) == (400, "linkable_credential"), body
