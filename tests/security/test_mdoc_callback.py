@@ -23,23 +23,11 @@ import pytest
 from tests.security.support import browser_challenge, callback
 from tests.support.gateway import AUTHORIZE_URL, ISSUER, GatewayProcess, session_cookie
 from tests.support.upstream import UpstreamServer
-from tests.support.wallet import wallet_challenge
+from tests.support.wallet import wallet_challenge, wallet_policy
 from verifiers.reference.mdoc import MdocTestIssuer, build_device_response
 from verifiers.reference.wallet import parse_request, submit
 
-POLICY = """
-version: 1
-defaults:
-  verifiers: [test-token, eu-wallet]
-  session_ttl: 1h
-routes:
-  - name: wine
-    path: /echo/wine/**
-    min_age: 18
-  - name: everything-else
-    path: /**
-    action: allow
-"""
+POLICY = wallet_policy("eu-wallet")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support.gateway import AUTHORIZE_URL, ISSUER, GatewayProcess
+from tests.support.wallet import wallet_policy
 from verifiers.reference.mdoc import AV_DOCTYPE, IssuedMdoc, MdocTestIssuer
 from verifiers.reference.wallet import Wallet
 
@@ -23,23 +24,7 @@ __all__ = ["EU_AV_POLICY", "MDL_DOCTYPE", "MDL_NAMESPACE", "EuAvSite", "eu_av_ve
 
 MDL_DOCTYPE = "org.iso.18013.5.1.mDL"
 MDL_NAMESPACE = "org.iso.18013.5.1"
-EU_AV_POLICY = """
-version: 1
-defaults:
-  verifiers: [test-token, eu-av]
-  session_ttl: 1h
-routes:
-  - name: wine
-    path: /echo/wine/**
-    min_age: 18
-  - name: tokens-only
-    path: /echo/tokens/**
-    min_age: 18
-    verifiers: [test-token]
-  - name: everything-else
-    path: /**
-    action: allow
-"""
+EU_AV_POLICY = wallet_policy("eu-av")
 
 
 def eu_av_verifiers(anchors: str, **verifier: Any) -> dict[str, Any]:

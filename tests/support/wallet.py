@@ -23,13 +23,17 @@ from tests.support.rawhttp import RawResponse, request
 from verifiers.reference.sd_jwt_issuer import TEST_VCT, ReferenceSdJwtIssuer
 from verifiers.reference.wallet import Wallet
 
-__all__ = ["WALLET_POLICY", "WalletChallenge", "WalletSite", "wallet_challenge"]
+__all__ = ["WALLET_POLICY", "WalletChallenge", "WalletSite", "wallet_challenge", "wallet_policy"]
 
 HTML = (b"Accept", b"text/html,application/xhtml+xml")
-WALLET_POLICY = """
+
+
+def wallet_policy(verifier: str) -> str:
+    """``/echo/wine/**`` for ``test-token`` or the wallet verifier ``verifier``; the rest open."""
+    return f"""
 version: 1
 defaults:
-  verifiers: [test-token, eu-pid]
+  verifiers: [test-token, {verifier}]
   session_ttl: 1h
 routes:
   - name: wine
@@ -43,6 +47,9 @@ routes:
     path: /**
     action: allow
 """
+
+
+WALLET_POLICY = wallet_policy("eu-pid")
 _REQUEST = re.compile(r"href='(openid4vp://[^']+)' rel=noopener data-openid4vp")
 _WAIT = re.compile(r"href='(/\.agegate/wallet/status\?[^']+)'")
 
