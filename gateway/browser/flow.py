@@ -77,7 +77,7 @@ from verifiers.wallet import WalletVerifier
 if TYPE_CHECKING:
     from gateway.browser.wallet import WalletFlow
 
-__all__ = ["FlowPages", "build_flow_app"]
+__all__ = ["FlowPages", "build_flow_app", "retry_url"]
 
 CHALLENGE_TTL = 600
 # Provider error codes we repeat to the visitor; anything else is shown as "provider_error".
@@ -91,6 +91,11 @@ _CANCELLED = frozenset({"access_denied", "cancelled"})
 _LOGGED_OUT = f"{AGEGATE_PREFIX}/status?logged_out=1"
 # Scope key set once the callback body has been read to its end.
 _BODY_READ = "agegate.body_read"
+
+
+def retry_url(challenge: ChallengeState) -> str:
+    """The verify page for the challenge's return path: where "try again" leads."""
+    return f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
 
 
 def build_flow_app(flow: FlowPages) -> Starlette:
@@ -317,25 +322,16 @@ class FlowPages:
             if self.wallet is None:
                 return _problem(request, 404, "unknown_verifier", "no such verifier")
             return await self.wallet.direct_post(self, request, verifier)
-        verify_url = f"{AGEGATE_PREFIX}/verify"
-        challenge = self.challenges.open(
-            get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now
-        )
+        challenge = self._challenge(request, now)
         if challenge is None:
-            return self._refused(
-                request,
-                "challenge_missing",
-                "this verification has expired or was started in another "
-                "browser; please start again",
-                verify_url,
-            )
+            return self._no_challenge(request)
         if limited := await self._rate_limited(request, "callback"):
             return limited
         try:
             fields = await self._fields(request, wants_query)
         except FormRefused as exc:
             return self._form_refused(request, exc)
-        retry = f"{verify_url}?return={quote(challenge.return_path, safe='/')}"
+        retry = retry_url(challenge)
         state = fields.get("state")
         # As bytes: compare_digest raises TypeError for a str with non-ASCII characters.
         if state is None or not hmac.compare_digest(state.encode(), challenge.state.encode()):
@@ -386,6 +382,18 @@ class FlowPages:
             return self._store_down(request)
         return self._start_session(request, challenge, assertion, verifier, now)
 
+    def _challenge(self, request: Request, now: float) -> ChallengeState | None:
+        """This browser's open challenge (cookie), or None when missing, expired or forged."""
+        return self.challenges.open(get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now)
+
+    def _no_challenge(self, request: Request) -> Response:
+        return self._refused(
+            request,
+            "challenge_missing",
+            "this verification has expired or was started in another browser; please start again",
+            f"{AGEGATE_PREFIX}/verify",
+        )
+
     def _start_session(
         self,
         request: Request,
@@ -395,7 +403,7 @@ class FlowPages:
         now: float,
     ) -> Response:
         """Set the session for a verified assertion (or refuse it) and clear the challenge."""
-        retry = f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
+        retry = retry_url(challenge)
         route = self._decide_for(request, challenge.return_path, None, now)
         claims, max_age = session_claims(assertion, verifier, route.requirement, now=now)
         result = self._decide_for(request, challenge.return_path, claims, now)

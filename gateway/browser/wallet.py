@@ -30,13 +30,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.browser.flow import FlowPages, _problem, _response
+from gateway.browser.flow import FlowPages, _problem, _response, retry_url
 from gateway.browser.forms import FormRefused
 from gateway.browser.openid4vp import (
     QUERY_ID,
@@ -50,13 +50,12 @@ from gateway.browser.openid4vp import (
     query_ids,
     request_uri,
 )
-from gateway.core.cookies import get_cookie
 from gateway.core.wallet_pages import WalletOffer, wallet_item, wallet_wait_page
 from gateway.decision.responses import AGEGATE_PREFIX
 from gateway.decision.verification import verify_presentation
 from gateway.errors import StoreUnavailable
 from gateway.observability import log_event
-from gateway.session.codec import CHALLENGE_COOKIE, ChallengeState
+from gateway.session.codec import ChallengeState
 from gateway.stores.base import Store
 from verifiers.base import AgeAssertion, Presentation, VerificationError
 from verifiers.wallet import WALLET_CHANNEL, WalletVerifier
@@ -207,24 +206,13 @@ class WalletFlow:
 
     # -- the browser ---------------------------------------------------------------
 
-    def _challenge(self, pages: FlowPages, request: Request, now: float) -> ChallengeState | None:
-        return pages.challenges.open(get_cookie(request.scope["headers"], CHALLENGE_COOKIE), now)
-
-    def _no_challenge(self, pages: FlowPages, request: Request) -> Response:
-        return pages._refused(
-            request,
-            "challenge_missing",
-            "this verification has expired or was started in another browser; please start again",
-            f"{AGEGATE_PREFIX}/verify",
-        )
-
     async def complete(self, pages: FlowPages, request: Request) -> Response:
         """``GET /.agegate/wallet?response_code=…``: the outcome becomes this browser's session."""
         now = time.time()
-        challenge = self._challenge(pages, request, now)
+        challenge = pages._challenge(request, now)
         if challenge is None:
-            return self._no_challenge(pages, request)
-        retry = f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
+            return pages._no_challenge(request)
+        retry = retry_url(challenge)
         if limited := await pages._rate_limited(request, "callback"):
             return limited
         code = request.query_params.get("response_code", "")
@@ -286,10 +274,10 @@ class WalletFlow:
     async def status(self, pages: FlowPages, request: Request) -> Response:
         """``GET /.agegate/wallet/status``: wait (reloading) until the wallet has answered."""
         now = time.time()
-        challenge = self._challenge(pages, request, now)
+        challenge = pages._challenge(request, now)
         if challenge is None:
-            return self._no_challenge(pages, request)
-        retry = f"{AGEGATE_PREFIX}/verify?return={quote(challenge.return_path, safe='/')}"
+            return pages._no_challenge(request)
+        retry = retry_url(challenge)
         sealed = request.query_params.get("state", "")
         state = self.codec.open(sealed, now) if len(sealed) <= _MAX_STATE else None
         verifier = pages.verifiers.get(state.verifier) if state else None
