@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from verifiers.base import (
+    DEFAULT_SESSION_TTL,
     AgeAssertion,
     AssuranceLevel,
     Challenge,
@@ -47,7 +48,6 @@ from verifiers.token_profile import (
 
 __all__ = ["DEFAULT_SESSION_TTL", "AgeTokenConfig", "AgeTokenVerifier", "parse_config"]
 
-DEFAULT_SESSION_TTL = 3600.0
 _OWN_KEYS = frozenset(
     {"issuer", "jwks_uri", "jwks_file", "algorithms", "max_token_lifetime", "allow_claims",
      "jwks_max_stale"}
@@ -205,7 +205,7 @@ class AgeTokenVerifier(Verifier):
             raise VerificationError("replayed", "token id was already used")
         if not await ctx.replay.consume("nonce", claims["nonce"], expires):
             raise VerificationError("replayed_nonce", "nonce was already used")
-        ttl = self.max_session_ttl or DEFAULT_SESSION_TTL
+        ttl = self.session_ttl
         return AgeAssertion(
             age_over=over,
             age_under=under,

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from verifiers.config import did_you_mean, optional_duration, provider_url
 
 __all__ = [
+    "DEFAULT_SESSION_TTL",
     "RESPONSE_MODES",
     "AgeAssertion",
     "AgegateError",
@@ -43,6 +44,10 @@ __all__ = [
     "VerifyContext",
 ]
 
+
+# Seconds a session from one presentation lasts when neither the verifier's
+# ``max_session_ttl`` nor the credential's own expiry says less.
+DEFAULT_SESSION_TTL = 3600.0
 
 ResponseMode = Literal["form_post", "query"]
 RESPONSE_MODES: tuple[ResponseMode, ...] = ("form_post", "query")
@@ -317,6 +322,11 @@ class Verifier(abc.ABC):
         self.response_mode: ResponseMode = settings.response_mode if settings else "form_post"
         # The longest session (seconds) a presentation to this verifier may earn.
         self.max_session_ttl: float | None = settings.max_session_ttl if settings else None
+
+    @property
+    def session_ttl(self) -> float:
+        """The longest session a presentation earns: ``max_session_ttl``, else the default."""
+        return self.max_session_ttl or DEFAULT_SESSION_TTL
 
     def start(self, ctx: ChallengeContext) -> Challenge:
         """Where a browser visitor goes to begin; the default offers no browser flow."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from verifiers.base import (
+    DEFAULT_SESSION_TTL,
     AgeAssertion,
     Presentation,
     VerificationError,
@@ -57,7 +58,6 @@ __all__ = [
 AV_DOCTYPE = "eu.europa.ec.av.1"  # docType and namespace are the same string
 MDL_DOCTYPE = "org.iso.18013.5.1.mDL"
 MDL_NAMESPACE = "org.iso.18013.5.1"
-DEFAULT_SESSION_TTL = 3600.0
 _OWN_KEYS = frozenset({"trust_anchors", "accept_mdl", "linkability", "wallet_url"})
 _AGE_ELEMENT = re.compile(r"age_over_([0-9]{2})")
 
@@ -179,7 +179,7 @@ class EuAvVerifier(WalletVerifier):
             await self.status_check(mso.status, ctx.now)
         await self._check_linkability(doc, mso, ctx)
         valid_until = mso.validity.valid_until.timestamp()
-        ttl = self.max_session_ttl or DEFAULT_SESSION_TTL
+        ttl = self.session_ttl
         return AgeAssertion(
             age_over=over,
             age_under=under,

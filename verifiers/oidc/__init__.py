@@ -34,6 +34,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from verifiers.b64url import b64url_encode
 from verifiers.base import (
+    DEFAULT_SESSION_TTL,
     AgeAssertion,
     Challenge,
     ChallengeContext,
@@ -59,7 +60,6 @@ __all__ = ["CALLBACK_PATH", "DEFAULT_SESSION_TTL", "OidcVerifier"]
 
 log = logging.getLogger("agegate.verifiers.oidc")
 
-DEFAULT_SESSION_TTL = 3600.0
 CALLBACK_PATH = "/.agegate/callback/"  # SPEC §6; the redirect_uri must match start()'s
 _MAX_CODE = 2048
 _RETRY_AFTER_FAILURE = 10.0
@@ -228,7 +228,7 @@ class OidcVerifier(Verifier):
         # age-token's, so one challenge cannot earn two sessions through two kinds.
         if not await ctx.replay.consume("nonce", ctx.expected_nonce, max(expires, ctx.now + 600)):
             raise VerificationError("replayed_nonce", "this challenge was already answered")
-        ttl = self.max_session_ttl or DEFAULT_SESSION_TTL
+        ttl = self.session_ttl
         return AgeAssertion(
             age_over=over,
             age_under=under,

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from verifiers.base import (
+    DEFAULT_SESSION_TTL,
     AgeAssertion,
     Challenge,
     ChallengeContext,
@@ -66,7 +67,6 @@ __all__ = [
 ]
 
 AUTH_SCHEME = "PrivateToken"
-DEFAULT_SESSION_TTL = 3600.0
 REDEMPTION_CONTEXTS = ("per-challenge", "empty")
 # A spent nonce is remembered for as long as any challenge it could answer is accepted:
 # API challenges live at most two windows, browser challenge cookies 10 minutes.
@@ -272,7 +272,7 @@ class PrivacyPassVerifier(Verifier):
         spent = ctx.now + (_REPLAY_TTL if self.config.per_challenge else EMPTY_CONTEXT_REPLAY_TTL)
         if not await ctx.replay.consume("pp:" + self.config.issuer_name, nonce, spent):
             raise VerificationError("replayed", "this token was already redeemed")
-        ttl = self.max_session_ttl or DEFAULT_SESSION_TTL
+        ttl = self.session_ttl
         return AgeAssertion(
             age_over=frozenset({threshold}),
             age_under=frozenset(),

@@ -65,7 +65,6 @@ __all__ = ["CREDENTIAL_TYPE", "KB_TYPE", "SdJwtVcVerifier"]
 
 CREDENTIAL_TYPE = "dc+sd-jwt"
 KB_TYPE = "kb+jwt"
-DEFAULT_SESSION_TTL = 3600.0
 _DAY = 86400
 _AGE_OVER = re.compile(r"age_over_([1-9][0-9]?)")
 _NN = re.compile(r"[1-9][0-9]?")
@@ -144,7 +143,7 @@ class SdJwtVcVerifier(WalletVerifier):
         seen = hashlib.sha256(sd_jwt.issuer_jwt.encode("ascii")).hexdigest()
         if not await ctx.replay.consume(f"sd-jwt-vc:{self.name}", seen, expires):
             enforce(["seen_before"], self.config.linkability, self.name)
-        ttl = self.max_session_ttl or DEFAULT_SESSION_TTL
+        ttl = self.session_ttl
         return AgeAssertion(
             age_over=over,
             age_under=under,
