@@ -149,15 +149,6 @@ class _Handlers:
     def _today(self) -> date:
         return datetime.fromtimestamp(self.config.clock(), UTC).date()
 
-    def _refused(self, message: str) -> Response:
-        return self.pages.render(
-            "error",
-            title="Request refused",
-            status_code=400,
-            heading="This request cannot be handled",
-            message=message,
-        )
-
     async def index(self, request: Request) -> Response:
         clients = "\n".join(
             f"<li><code>{escape(client)}</code> → "
@@ -187,7 +178,7 @@ class _Handlers:
         try:
             auth = parse_authorize_request(params, self.config.clients)
         except RequestRefused as exc:
-            return self._refused(str(exc))
+            return self.pages.refused(str(exc))
         return self._form(auth)
 
     def _form(self, auth: AuthorizeRequest, error: str | None = None) -> Response:
@@ -217,14 +208,14 @@ class _Handlers:
             action = form.get("action", "continue")
             birth_text = form.get("birth_date")
             if not isinstance(sealed, str) or not isinstance(action, str):
-                return self._refused("The form is incomplete; start again from the site.")
+                return self.pages.refused("The form is incomplete; start again from the site.")
             try:
                 auth = self.sealer.open(sealed, self.config.clock())
                 # Re-checked so that a client removed from the config loses its open forms.
                 if auth.redirect_uri not in self.config.clients.get(auth.client_id, ()):
                     raise RequestRefused("The redirect_uri is not registered for this site.")
             except RequestRefused as exc:
-                return self._refused(str(exc))
+                return self.pages.refused(str(exc))
             if action == "cancel":
                 return self._respond(auth, {"error": "access_denied"}, summary=None)
             today = self._today()

@@ -330,15 +330,6 @@ class PrivacyPassIssuer:
 
     # -- browser fallback: client + attester + issuer in one ----------------------
 
-    def _refused(self, message: str) -> Response:
-        return self.pages.render(
-            "error",
-            title="Request refused",
-            status_code=400,
-            heading="This request cannot be handled",
-            message=message,
-        )
-
     def _key_for(self, min_age: int, token_key: str | None) -> IssuerKey:
         usable = [k for k in self.keys if k.threshold >= min_age]
         if token_key:
@@ -375,7 +366,7 @@ class PrivacyPassIssuer:
             raw = self._challenge_for(auth, request.query_params.get("challenge"))
             key = self._key_for(auth.min_age, request.query_params.get("token_key"))
         except RequestRefused as exc:
-            return self._refused(str(exc))
+            return self.pages.refused(str(exc))
         sealed = self._forms.seal(
             {
                 "auth": [auth.client_id, auth.redirect_uri, auth.nonce, auth.state, auth.min_age],
@@ -414,11 +405,11 @@ class PrivacyPassIssuer:
                 not isinstance(sealed, str)
                 or (body := self._forms.open(sealed, self.clock())) is None
             ):
-                return self._refused("The form was altered or has expired; start again.")
+                return self.pages.refused("The form was altered or has expired; start again.")
             client_id, redirect_uri, nonce, state, min_age = body["auth"]
             auth = AuthorizeRequest(client_id, redirect_uri, "form_post", nonce, state, min_age)
             if redirect_uri not in self.clients.get(client_id, ()):
-                return self._refused("The redirect_uri is not registered for this site.")
+                return self.pages.refused("The redirect_uri is not registered for this site.")
             key = next(k for k in self.keys if k.public.token_key_id.hex() == body["key"])
             if action == "cancel":
                 return self._post_back(auth, {"error": "access_denied"}, None, key.threshold)

@@ -69,6 +69,16 @@ class Pages:
             for name in _TEMPLATES
         }
 
+    def refused(self, message: str) -> HTMLResponse:
+        """The 400 page for a request this service will not handle, saying why."""
+        return self.render(
+            "error",
+            title="Request refused",
+            status_code=400,
+            heading="This request cannot be handled",
+            message=message,
+        )
+
     def render(
         self,
         name: str,

@@ -87,21 +87,14 @@ class WebWallet:
             raise ValueError("The request does not ask for an age.")
         return request, int(age), ".".join(path), str(query["format"])
 
-    def _refused(self, message: str) -> Response:
-        return self.pages.render(
-            "error",
-            title="Request refused",
-            status_code=400,
-            heading="This request cannot be handled",
-            message=message,
-        )
-
     async def page(self, request: Request) -> Response:
         uri = "openid4vp://?" + request.url.query
         try:
             wallet_request, min_age, claim, _ = self._request(uri)
         except (ValueError, KeyError, TypeError) as exc:
-            return self._refused(str(exc) if isinstance(exc, ValueError) else "Malformed request.")
+            return self.pages.refused(
+                str(exc) if isinstance(exc, ValueError) else "Malformed request."
+            )
         today = datetime.fromtimestamp(self.clock(), UTC).date()
         return self.pages.render(
             "wallet",
@@ -120,20 +113,20 @@ class WebWallet:
         async with request.form(max_files=0, max_fields=8) as form:
             uri, action, birth = form.get("request"), form.get("action"), form.get("birth_date")
         if not isinstance(uri, str):
-            return self._refused("The form is incomplete; start again from the site.")
+            return self.pages.refused("The form is incomplete; start again from the site.")
         try:
             wallet_request, min_age, _, fmt = self._request(uri)
         except (ValueError, KeyError, TypeError):
-            return self._refused("Malformed request; start again from the site.")
+            return self.pages.refused("Malformed request; start again from the site.")
         if action == "decline":
             await asyncio.to_thread(submit, wallet_request, None, error="access_denied")
-            return self._refused("You declined: the site was told only that.")
+            return self.pages.refused("You declined: the site was told only that.")
         now = datetime.fromtimestamp(self.clock(), UTC)
         today = now.date()
         try:
             born = parse_birth_date(birth if isinstance(birth, str) else None, today)
         except ValueError as exc:
-            return self._refused(str(exc))
+            return self.pages.refused(str(exc))
         answers = age_over(born, today, [min_age])
         del born, birth  # only the boolean goes any further
         wallet = Wallet()
@@ -147,5 +140,7 @@ class WebWallet:
         redirect = body.get("redirect_uri")
         gateway = origin_of(wallet_request.response_uri)
         if status != 200 or not isinstance(redirect, str) or not redirect.startswith(gateway + "/"):
-            return self._refused(f"The site refused the answer ({body.get('reason', status)}).")
+            return self.pages.refused(
+                f"The site refused the answer ({body.get('reason', status)})."
+            )
         return RedirectResponse(redirect, status_code=303, headers={"Cache-Control": "no-store"})
