@@ -30,8 +30,8 @@ from verifiers.base import (
     VerifierServices,
     VerifyContext,
 )
-from verifiers.config import optional_duration, provider_url
-from verifiers.jwks import KEY_TYPE_FOR_ALG, JwksCache
+from verifiers.config import optional_duration, provider_url, string_setting
+from verifiers.jwks import JwksCache, parse_algorithms
 from verifiers.token_profile import (
     DEFAULT_ALGORITHMS,
     PROFILE_CLAIMS,
@@ -67,35 +67,8 @@ class AgeTokenConfig(VerifierConfig):
     jwks_max_stale: float
 
 
-def _string(config: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = config.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"{key}: is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: expected a non-empty string")
-    return value.strip()
-
-
 def _duration(config: Mapping[str, Any], key: str, default: float) -> float:
     return optional_duration(config, key) or default
-
-
-def _algorithms(config: Mapping[str, Any]) -> tuple[str, ...]:
-    value = config.get("algorithms", list(DEFAULT_ALGORITHMS))
-    if not isinstance(value, list | tuple) or not value:
-        raise ValueError("algorithms: expected a non-empty list")
-    for alg in value:
-        if not isinstance(alg, str):
-            raise ValueError("algorithms: expected a list of algorithm names")
-        if alg.lower() == "none" or alg.upper().startswith("HS"):
-            # `none` proves nothing; HS* with a published key lets anyone sign.
-            raise ValueError(f"algorithms: {alg!r} is refused (public-key algorithms only)")
-        if alg not in KEY_TYPE_FOR_ALG:
-            allowed = ", ".join(KEY_TYPE_FOR_ALG)
-            raise ValueError(f"algorithms: unknown algorithm {alg!r} (supported: {allowed})")
-    return tuple(dict.fromkeys(value))
 
 
 def _allow_claims(config: Mapping[str, Any]) -> frozenset[str]:
@@ -113,9 +86,9 @@ def _allow_claims(config: Mapping[str, Any]) -> frozenset[str]:
 def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> AgeTokenConfig:
     """Check every key of one verifier's config; ``ValueError`` names the key."""
     shared = VerifierConfig.parse(name, config, kind="age-token", own_keys=_OWN_KEYS)
-    issuer = _string(config, "issuer", required=True)
+    issuer = string_setting(config, "issuer", required=True)
     jwks_uri = provider_url(config, "jwks_uri")
-    jwks_file = _string(config, "jwks_file")
+    jwks_file = string_setting(config, "jwks_file")
     if (jwks_uri is None) == (jwks_file is None):
         raise ValueError("jwks_uri: exactly one of jwks_uri and jwks_file is required")
     jwks_path = None
@@ -128,7 +101,7 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> A
         issuer=str(issuer),
         jwks_uri=jwks_uri,
         jwks_file=jwks_path,
-        algorithms=_algorithms(config),
+        algorithms=parse_algorithms(config, DEFAULT_ALGORITHMS),
         max_token_lifetime=_duration(config, "max_token_lifetime", 300.0),
         allow_claims=_allow_claims(config),
         jwks_max_stale=_duration(config, "jwks_max_stale", 3600.0),

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["did_you_mean", "optional_duration", "parse_duration", "provider_url"]
+__all__ = ["did_you_mean", "optional_duration", "parse_duration", "provider_url", "string_setting"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -51,6 +51,18 @@ def optional_duration(config: Mapping[str, Any], key: str) -> float | None:
     if seconds <= 0:
         raise ValueError(f"{key}: must be greater than zero")
     return seconds
+
+
+def string_setting(config: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+    """A non-empty string from ``config[key]`` (stripped), or None when absent and optional."""
+    value = config.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{key}: is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key}: expected a non-empty string")
+    return value.strip()
 
 
 def provider_url(config: Mapping[str, Any], key: str) -> str | None:

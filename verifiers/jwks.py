@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "JwkEntry",
     "JwksCache",
     "fetch_jwks_document",
+    "parse_algorithms",
     "parse_jwks",
     "read_jwks_file",
 ]
@@ -70,6 +71,25 @@ KEY_TYPE_FOR_ALG: Mapping[str, tuple[str, frozenset[str] | None]] = {
     "RS384": ("RSA", None),
     "RS512": ("RSA", None),
 }
+
+
+def parse_algorithms(config: Mapping[str, Any], default: Sequence[str]) -> tuple[str, ...]:
+    """The ``algorithms`` setting of a verifier: public-key JWS algorithms this module verifies."""
+    value = config.get("algorithms", list(default))
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("algorithms: expected a non-empty list")
+    for alg in value:
+        if not isinstance(alg, str):
+            raise ValueError("algorithms: expected a list of algorithm names")
+        if alg.lower() == "none" or alg.upper().startswith("HS"):
+            # `none` proves nothing; HS* with a published key (or a client secret the
+            # gateway also holds) lets someone other than the issuer sign.
+            raise ValueError(f"algorithms: {alg!r} is refused (public-key algorithms only)")
+        if alg not in KEY_TYPE_FOR_ALG:
+            allowed = ", ".join(KEY_TYPE_FOR_ALG)
+            raise ValueError(f"algorithms: unknown algorithm {alg!r} (supported: {allowed})")
+    return tuple(dict.fromkeys(value))
+
 
 # The PyJWT algorithm used only to build the key object from the JWK; the
 # signature algorithm is always the token's own (checked against KEY_TYPE_FOR_ALG).

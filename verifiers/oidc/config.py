@@ -18,8 +18,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from verifiers.base import VerifierConfig
-from verifiers.config import optional_duration, provider_url
-from verifiers.jwks import KEY_TYPE_FOR_ALG
+from verifiers.config import optional_duration, provider_url, string_setting
+from verifiers.jwks import KEY_TYPE_FOR_ALG, parse_algorithms
 from verifiers.oidc.claims import AgeClaimMap, ClaimValue, parse_age_claims, parse_claim_value
 
 __all__ = ["DEFAULT_ID_TOKEN_ALGORITHMS", "AuthMethod", "ClientKey", "OidcConfig", "parse_config"]
@@ -62,19 +62,11 @@ class OidcConfig(VerifierConfig):
         return f"OidcConfig(issuer={self.issuer!r}, client_id={self.client_id!r})"
 
 
-def _string(config: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = config.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"{key}: is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: expected a non-empty string")
-    return value.strip()
-
-
 def _client_secret(config: Mapping[str, Any], base_dir: str) -> str:
-    file, env = _string(config, "client_secret_file"), _string(config, "client_secret_env")
+    file, env = (
+        string_setting(config, "client_secret_file"),
+        string_setting(config, "client_secret_env"),
+    )
     if (file is None) == (env is None):
         raise ValueError(
             "client_secret_file: exactly one of client_secret_file and client_secret_env "
@@ -96,7 +88,7 @@ def _client_secret(config: Mapping[str, Any], base_dir: str) -> str:
 
 
 def _client_key(config: Mapping[str, Any], base_dir: str) -> tuple[ClientKey, str]:
-    file = _string(config, "client_key_file")
+    file = string_setting(config, "client_key_file")
     if file is None:
         raise ValueError("client_key_file: is required for private_key_jwt")
     path = Path(base_dir, file)
@@ -119,34 +111,20 @@ def _client_key(config: Mapping[str, Any], base_dir: str) -> tuple[ClientKey, st
             continue
     if key is None or not key.is_private:
         raise ValueError("client_key_file: expected a private EC, RSA or OKP key (PEM or JWK)")
-    alg = _string(config, "client_key_alg") or _KEY_ALG[key.key_type]
+    alg = string_setting(config, "client_key_alg") or _KEY_ALG[key.key_type]
     if alg not in KEY_TYPE_FOR_ALG or KEY_TYPE_FOR_ALG[alg][0] != key.key_type:
         raise ValueError(f"client_key_alg: {alg!r} does not fit a {key.key_type} key")
     return key, alg
 
 
 def _scope(config: Mapping[str, Any]) -> str:
-    age_scope = _string(config, "age_scope")
+    age_scope = string_setting(config, "age_scope")
     if age_scope is None:
         return "openid"
     tokens = age_scope.split()
     if any(not set(t) <= _SCOPE_TOKEN for t in tokens) or "openid" in tokens:
         raise ValueError("age_scope: expected scope names (printable, space-separated), not openid")
     return " ".join(["openid", *tokens])
-
-
-def _algorithms(config: Mapping[str, Any]) -> tuple[str, ...]:
-    value = config.get("algorithms", list(DEFAULT_ID_TOKEN_ALGORITHMS))
-    if not isinstance(value, list | tuple) or not value:
-        raise ValueError("algorithms: expected a non-empty list")
-    for alg in value:
-        if not isinstance(alg, str) or alg not in KEY_TYPE_FOR_ALG:
-            # `none` and HS* are not in the table: an id_token MACed with the client
-            # secret would prove only that someone knows the secret we also hold.
-            raise ValueError(
-                f"algorithms: {alg!r} is not accepted (supported: {', '.join(KEY_TYPE_FOR_ALG)})"
-            )
-    return tuple(dict.fromkeys(value))
 
 
 def _claim_map(config: Mapping[str, Any]) -> AgeClaimMap:
@@ -187,11 +165,11 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> O
         if config.get("client_secret_file") or config.get("client_secret_env"):
             raise ValueError("client_secret_file: not used with private_key_jwt")
         key, key_alg = _client_key(config, base_dir)
-    age_method = _string(config, "age_method")
+    age_method = string_setting(config, "age_method")
     return OidcConfig(
         **shared.shared(),
         issuer=issuer,
-        client_id=str(_string(config, "client_id", required=True)),
+        client_id=str(string_setting(config, "client_id", required=True)),
         auth_method=method,
         client_secret=secret,
         client_key=key,
@@ -199,7 +177,7 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> O
         scope=_scope(config),
         claims=_claim_map(config),
         use_userinfo=_flag(config, "use_userinfo"),
-        algorithms=_algorithms(config),
+        algorithms=parse_algorithms(config, DEFAULT_ID_TOKEN_ALGORITHMS),
         jwks_max_stale=optional_duration(config, "jwks_max_stale") or 3600.0,
         discovery_ttl=optional_duration(config, "discovery_ttl") or 3600.0,
         age_method=age_method,

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from verifiers.base import VerifierConfig
 from verifiers.config import optional_duration, provider_url
-from verifiers.jwks import KEY_TYPE_FOR_ALG
+from verifiers.jwks import parse_algorithms
 from verifiers.linkability import LinkabilityMode, parse_mode
 from verifiers.sd_jwt_vc.keys import load_trust_anchors
 from verifiers.status_list import StatusListConfig, parse_status_config
@@ -59,16 +59,6 @@ def _strings(config: Mapping[str, Any], key: str, *, required: bool) -> frozense
     return frozenset(item.strip() for item in value)
 
 
-def _algorithms(config: Mapping[str, Any]) -> tuple[str, ...]:
-    value = config.get("algorithms", list(DEFAULT_ALGORITHMS))
-    if not isinstance(value, list | tuple) or not value:
-        raise ValueError("algorithms: expected a non-empty list")
-    for alg in value:
-        if not isinstance(alg, str) or alg not in KEY_TYPE_FOR_ALG:
-            raise ValueError(f"algorithms: unsupported algorithm {alg!r} (public-key only)")
-    return tuple(dict.fromkeys(value))
-
-
 def _file(config: Mapping[str, Any], key: str, base_dir: str) -> Path | None:
     value = config.get(key)
     if value is None:
@@ -114,7 +104,7 @@ def parse_config(name: str, config: Mapping[str, Any], base_dir: str = ".") -> S
         jwks_uri=jwks_uri,
         jwks_file=jwks_file,
         trust_anchors=anchors,
-        algorithms=_algorithms(config),
+        algorithms=parse_algorithms(config, DEFAULT_ALGORITHMS),
         linkability=parse_mode(config),
         status=status_config,
         max_kb_age=max_kb_age,
