@@ -6,7 +6,9 @@ pool-level rules are in :mod:`gateway.upstream.pool`; this module only knows
 how one response is framed:
 
 - HEAD, 204 and 304 end at their head (httptools cannot be told a HEAD response
-  has no body, so a fresh parser per exchange keeps the stream aligned);
+  has no body, so an exchange after a HEAD gets a fresh parser, which keeps the
+  stream aligned; after any other clean response the parser is reused, as
+  llhttp expects the next message on a keep-alive stream);
 - 1xx interim responses are dropped, ``100 Continue`` is recorded;
 - an EOF ends a close-delimited body; anywhere else it is an upstream failure.
 """
@@ -27,6 +29,10 @@ __all__ = ["Connection", "ConnectionOwner", "ResponseSink"]
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
+
+
+class _ExtraMessage(Exception):
+    """Raised from a parser callback: bytes past the end of the current response."""
 
 
 class ConnectionOwner(Protocol):
@@ -57,7 +63,8 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
-        self.parser: Any = None
+        self.parser: Any = None  # set while an exchange is in progress
+        self._spare_parser: Any = None  # the last clean exchange's, for the next one
         self.closed = False
         self.reused = False
         self.counted_out = False  # already subtracted from the pool's open count
@@ -73,6 +80,19 @@ class Connection(asyncio.Protocol):
         self.sink_timeout = 0.0  # the read timeout while a sink waits on the upstream
         self.sink_paused = False  # reading paused because the sink's client is slow
         self.reset(head_only=False)
+
+    def begin(self, *, head_only: bool) -> None:
+        """Prepare for a new exchange: fresh state, and a parser ready for its response."""
+        self.reset(head_only=head_only)
+        parser = self._spare_parser
+        self._spare_parser = None
+        self.parser = parser if parser is not None else httptools.HttpResponseParser(self)
+
+    def end(self) -> None:
+        """The exchange ended and the connection goes back to the pool (see :meth:`begin`)."""
+        if self.complete and not self.head_only and self.error is None:
+            self._spare_parser = self.parser
+        self.parser = None
 
     def reset(self, *, head_only: bool) -> None:
         """Prepare for a new exchange."""
@@ -143,6 +163,14 @@ class Connection(asyncio.Protocol):
         self._drain = None
 
     # httptools callbacks --------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # Another message in the bytes that ended this one: an upstream answering
+            # twice (or smuggling a response).  Parsing stops here, so nothing of it
+            # reaches this exchange; data_received fails the connection, which is
+            # then never reused, and a kept parser never carries it into the next.
+            raise _ExtraMessage
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
@@ -153,7 +181,8 @@ class Connection(asyncio.Protocol):
             self.headers = []
             if status == 100:
                 self.continued = True
-                self._wake()
+                if self.waiter is not None:
+                    self._wake()
             return
         self.status = status
         self.head_done = True
@@ -169,7 +198,8 @@ class Connection(asyncio.Protocol):
             if not framed:
                 self.until_eof = True
                 self.keep_alive = False
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
@@ -180,14 +210,16 @@ class Connection(asyncio.Protocol):
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.interim:
             self.interim = False
             return
         self.complete = True
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     # exchange helpers ------------------------------------------------------
     def _wake(self) -> None:

@@ -29,8 +29,6 @@ import time
 from collections import deque
 from urllib.parse import urlsplit
 
-import httptools
-
 from gateway.core.headers import header_value
 from gateway.errors import UpstreamError
 from gateway.upstream.base import (
@@ -229,7 +227,7 @@ class PoolClient:
             self._discard(conn)
             return
         now = time.monotonic()
-        conn.parser = None
+        conn.end()
         conn.sink = None
         conn.idle_since = now
         self._idle.append(conn)
@@ -316,8 +314,7 @@ class PoolClient:
         headers: list[tuple[bytes, bytes]],
         body: RequestBody,
     ) -> PoolResponse:
-        conn.reset(head_only=method == "HEAD")
-        conn.parser = httptools.HttpResponseParser(conn)
+        conn.begin(head_only=method == "HEAD")
         try:
             if isinstance(body, bytes) and (not body or header_value(headers, b"expect") is None):
                 conn.write(head + body if body else head)  # the whole request in one write

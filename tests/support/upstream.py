@@ -289,6 +289,16 @@ async def _die(conn: _Conn, req: _Request, path: str, query: dict[str, str]) -> 
     return False
 
 
+async def _twice(conn: _Conn, req: _Request, path: str, query: dict[str, str]) -> bool:
+    # Two answers to one request in one write: a confused or smuggling upstream.
+    conn.writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst"
+        b"HTTP/1.1 201 Created\r\ncontent-length: 6\r\nx-smuggled: 1\r\n\r\nsecond"
+    )
+    await conn.writer.drain()
+    return True
+
+
 async def _drop_next(conn: _Conn, req: _Request, path: str, query: dict[str, str]) -> bool:
     conn.drop_next = True
     return await _echo(conn, req, path, query)
@@ -298,6 +308,7 @@ _ROUTES: dict[str, Callable[..., object]] = {
     "stream": _stream,
     "status": _status,
     "slow": _slow,
+    "twice": _twice,
     "slow-body": _slow,
     "headers": _headers,
     "interim": _interim,

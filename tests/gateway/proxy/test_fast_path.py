@@ -200,6 +200,21 @@ def test_a_stale_keep_alive_connection_is_retried_on_both_paths(
     assert answers[0].startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_second_upstream_response_in_the_same_bytes_is_dropped_on_both_paths(
+    gateways: dict[bool, GatewayProcess],
+) -> None:
+    # /twice answers once more in the same write; then a keep-alive request follows on
+    # the same client connection, which must get its own answer, not the extra one.
+    data = b"GET /twice HTTP/1.1\r\nHost: localhost\r\n\r\n" + request("GET", "/echo/after-twice")
+    via_fast, via_asgi, taken = both(gateways, data)
+    assert via_fast == via_asgi
+    assert taken == 1  # the second finds no idle upstream connection: the extra one's went
+    first, _, rest = via_fast.partition(b"\r\n\r\nfirst")
+    assert first.startswith(b"HTTP/1.1 200 ") and b"x-smuggled" not in first
+    assert rest.startswith(b"HTTP/1.1 200 ") and b'"path": "/echo/after-twice"' in rest
+    assert b"second" not in via_fast
+
+
 def test_pipelined_requests_are_answered_in_order(gateways: dict[bool, GatewayProcess]) -> None:
     data = b"".join(
         [

@@ -197,3 +197,20 @@ async def test_streamed_body_of_its_exact_length_is_sent_with_it(pool, server):
     )
     assert _echo_header(body, "content-length") == ["4"]
     assert json.loads(body)["body"] == "abcd"
+
+
+async def test_a_second_response_in_the_same_bytes_never_reaches_the_first_or_the_next(
+    pool, server
+):
+    # Response smuggling from the upstream side: what follows the first response in
+    # the same read must neither change its status or headers nor wait in a kept
+    # parser for the next exchange; the connection is dropped.
+    resp = await pool.request("GET", b"/twice", HOST, b"")
+    assert resp.status == 200
+    assert (b"x-smuggled", b"1") not in resp.headers
+    assert await read_all(resp) == b"first"
+    resp.release()
+    resp = await pool.request("GET", b"/echo", HOST, b"")
+    assert resp.status == 200 and b'"path": "/echo"' in await read_all(resp)
+    resp.release()
+    assert server.connections == 2
