@@ -222,13 +222,20 @@ class Exchange:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
         self.write_body(message.get("body", b""), message.get("more_body", False))
 
-    def start_response(self, status: int, headers: Any) -> None:
-        """Frame the response head (``http.response.start`` without the message)."""
+    def start_response(self, status: int, headers: Any, *, hold: bool = True) -> None:
+        """Frame the response head (``http.response.start`` without the message).
+
+        The head waits for the first body bytes; with ``hold`` false the caller
+        promises to call :meth:`write_body` before it returns, so no flush of
+        the head alone is scheduled for the end of the loop iteration.
+        """
         # Started only once the head is built: a refused head (CR/LF in a value)
         # is then still answered with a 500 instead of a silent close.
         self._start(status, headers)
         self.started = True
         self.continue_wanted = False
+        if hold:
+            self.conn.loop.call_soon(self._flush_head)
 
     def write_body(self, body: bytes, more: bool) -> None:
         """Frame and write body bytes (``http.response.body`` without the message)."""
@@ -263,7 +270,8 @@ class Exchange:
         lines = 2  # the status line and the blank line
         length: bytes | None = None
         close_sent = False
-        for name, value in (*self.conn.server_state.default_headers, *headers):
+        defaults = self.conn.server_state.default_headers
+        for name, value in (*defaults, *headers) if defaults else headers:
             lower = name.lower()
             if lower in _FRAMING:
                 if lower == b"content-length":
@@ -293,7 +301,6 @@ class Exchange:
         if head.count(b"\n") != lines or head.count(b"\r") != lines:
             raise RuntimeError("a response header contains CR or LF")  # no header injection
         self.pending_head = head
-        self.conn.loop.call_soon(self._flush_head)
 
     def _flush_head(self) -> None:
         # The body did not follow within this loop iteration: the head leaves alone.

@@ -31,8 +31,6 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import httptools
-
 from gateway.core.forwarding import downstream_response_headers
 from gateway.core.headers import header_value
 from gateway.decision.access import AccessRecord
@@ -83,14 +81,21 @@ class FastPath:
         conn = pool.take_idle()
         if conn is None:
             return False
-        head, headers = self.proxy.bodyless_request(
+        proxy = self.proxy
+        head, headers = proxy.bodyless_request(
             pool, scope, host=ticket.authority, path=ticket.path, add_headers=ticket.add_headers
         )
         sink = FastExchange(self, protocol, exchange, pool, conn, ticket.record, head, headers)
         sink.private = ticket.private
         protocol.sink = sink
         self.gate.access.metrics.fast_path.taken += 1
-        sink.send_request()
+        # The request goes out now; the response comes to sink.upstream_progress.
+        conn.begin(head_only=scope["method"] == "HEAD")
+        conn.watch(sink, proxy.read_timeout)
+        try:
+            conn.write(head)
+        except UpstreamError as exc:
+            sink.failed_before_head(exc)
         return True
 
 
@@ -137,17 +142,6 @@ class FastExchange:
         self.status = 0
 
     # upstream side ---------------------------------------------------------------
-    def send_request(self) -> None:
-        conn = self.conn
-        method: str = self.exchange.scope["method"]
-        conn.reset(head_only=method == "HEAD")
-        conn.parser = httptools.HttpResponseParser(conn)
-        conn.watch(self, self.fast.proxy.read_timeout)
-        try:
-            conn.write(self.head)
-        except UpstreamError as exc:
-            self._failed_before_head(exc)
-
     def upstream_progress(self, conn: Connection) -> None:
         """The upstream connection moved on: relay what it has (see ResponseSink)."""
         if self.done or conn is not self.conn:
@@ -166,9 +160,10 @@ class FastExchange:
         if not exchange.started:
             if not conn.head_done:
                 if conn.error is not None:
-                    self._failed_before_head(conn.error)
+                    self.failed_before_head(conn.error)
                 return
-            self._start(conn)
+            # The head leaves with the body bytes written below; alone only if none came.
+            self._start(conn, hold=not (conn.chunks or conn.complete))
         if conn.chunks:
             data = conn.take_body()
         elif conn.complete:
@@ -182,19 +177,21 @@ class FastExchange:
             clean = not conn.chunks
             self._finish(reusable=clean)
             exchange.write_body(data, False)
-            self._log()
+            self.logged = True
+            client = exchange.scope["client"]
+            self.fast.gate.access.finish(self.record, client[0] if client else None)
         elif data:
             exchange.write_body(data, True)
             if conn.error is not None:
                 self._broke_off(conn.error)
 
-    def _start(self, conn: Connection) -> None:
+    def _start(self, conn: Connection, *, hold: bool) -> None:
         status = conn.status
         headers = downstream_response_headers(conn.headers, private=self.private)
         if status in NO_BODY_STATUSES:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
         self.status = self.record.status = status
-        self.exchange.start_response(status, headers)
+        self.exchange.start_response(status, headers, hold=hold)
 
     def _broke_off(self, error: UpstreamError) -> None:
         # As the ordinary path: a response that has started cannot become an error.
@@ -206,7 +203,7 @@ class FastExchange:
         self.exchange.abort()
         self._log()
 
-    def _failed_before_head(self, error: UpstreamError) -> None:
+    def failed_before_head(self, error: UpstreamError) -> None:
         conn = self.conn
         stale = conn.reused and not conn.got_bytes and error.reason == "upstream_unavailable"
         self._finish(reusable=False)
