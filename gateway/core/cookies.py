@@ -87,6 +87,8 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
         # ASGI names are lower-case already; only a six-byte name can be "Cookie".
         if header_name != b"cookie" and (len(header_name) != 6 or header_name.lower() != b"cookie"):
             continue
+        if header_value.find(wanted) < 0:
+            continue  # not even as a substring: the split below would find nothing
         for item in header_value.split(b";"):
             key, sep, value = item.partition(b"=")
             if sep and key.strip(b" \t") == wanted:

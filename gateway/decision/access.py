@@ -76,7 +76,7 @@ class AccessRecord:
     def set_decision(self, decision: Decision) -> None:
         """What the policy decided: rule, outcome, reason, and whether only reported."""
         self.rule = decision.rule
-        self.decision = decision.outcome.value
+        self.decision = decision.label
         self.reason = decision.reason
         if not decision.enforced:
             self.mode = "report-only"
@@ -108,7 +108,9 @@ class AccessLog:
 
     def finish(self, record: AccessRecord, client_ip: str | None) -> None:
         duration = time.perf_counter() - record.started
-        self._count(record, duration)
+        self.metrics.requests.count(
+            record.rule or "", record.decision, str(record.status), duration
+        )
         if not self._logger.isEnabledFor(logging.INFO):
             return
         handler = _handler_of(self._logger)
@@ -176,11 +178,6 @@ class AccessLog:
             parts += [',"client":', _json_text(truncate_ip(client_ip))]
         parts.append("}")
         return "".join(parts)
-
-    def _count(self, record: AccessRecord, duration: float) -> None:
-        self.metrics.requests.count(
-            record.rule or "", record.decision, str(record.status), duration
-        )
 
 
 def _json_text(value: str | None) -> str:

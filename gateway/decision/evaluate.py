@@ -20,7 +20,7 @@ from gateway.core.headers import header_value
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
 from gateway.errors import StoreUnavailable
 from gateway.observability import Metrics
-from gateway.policy import Action, Decision, Outcome, decide
+from gateway.policy import Action, Decision, Outcome, Rule, decide
 from gateway.policy.decide import NO_MATCH, decide_for_rule
 from gateway.policy.facts import RequestFacts
 from gateway.runtime import PolicyHolder, RateLimiter
@@ -154,17 +154,21 @@ class Evaluator:
         )
 
     def decide_now(
-        self, facts: RequestFacts, headers: Sequence[tuple[bytes, bytes]], now: float
+        self,
+        rule: Rule,
+        peer: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+        now: float,
     ) -> Decision | None:
-        """The decision :meth:`evaluate` would make, when it is an allow made without a wait.
+        """The decision :meth:`evaluate` would make for a request matched to ``rule``,
+        when it is an allow made without a wait.
 
         Allow rules, and protected rules with a session already opened and
         cached; None for everything else (no session yet, a challenge, a denial,
         a revoked set to ask the store about), which :meth:`evaluate` then decides.
+        The jurisdiction header is read only when a session is checked, the
+        only decisions it can change.
         """
-        rule = self.policies.policy.match(facts.method, facts.host, facts.path)
-        if rule is None:
-            return None
         if rule.action is _ALLOW_ACTION:
             return rule.verdicts.public
         if rule.requirement is None:
@@ -172,7 +176,10 @@ class Evaluator:
         session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
         if session is None:
             return None
-        decision = decide_for_rule(rule, facts.jurisdiction, session, now)
+        jurisdiction = jurisdiction_of(
+            self._jurisdiction_header, self._trusted_proxies, peer, headers
+        )
+        decision = decide_for_rule(rule, jurisdiction, session, now)
         return decision if decision.outcome is Outcome.ALLOW else None
 
     def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:

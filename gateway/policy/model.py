@@ -89,6 +89,12 @@ class Decision:
     rule: str | None  # name of the matched rule; None when nothing matched
     reason: str  # one of gateway.policy.decide.REASONS
     requirement: Requirement | None  # set when the rule requires an age
+    # ``outcome.value``, kept because the access line reads it on every request and an
+    # enum's ``value`` is a descriptor call.
+    label: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", self.outcome.value)
 
     @property
     def effective(self) -> Outcome:

@@ -26,7 +26,7 @@ from gateway.decision.evaluate import Evaluation, Evaluator
 from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.observability import Metrics
-from gateway.policy import Outcome, Requirement
+from gateway.policy import Outcome, Policy, Requirement, Rule
 from gateway.proxy.forward import Proxy
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +49,8 @@ class FastTicket:
 
 
 _CACHE_KEY_BYTES = 512
+# A request's accepted host, normal authority, canonical path and matched rule.
+_Route = tuple[str, bytes, str, Rule]
 
 
 class Gate:
@@ -77,6 +79,11 @@ class Gate:
         self._paths: BoundedCache[bytes, str] = BoundedCache(
             _CACHE_ENTRIES, max_key_size=_CACHE_KEY_BYTES
         )
+        # Each (method, Host, raw path)'s route under the policy in force (see _route).
+        self._routes: BoundedCache[tuple[str, bytes | None, bytes | None], _Route | None] = (
+            BoundedCache(_CACHE_ENTRIES)
+        )
+        self._routes_policy: Policy | None = None
         # The X-Agegate-* headers of each (threshold, level): at most 99 x 5 of them.
         self._age_headers: dict[tuple[int, AssuranceLevel], tuple[tuple[bytes, bytes], ...]] = {}
 
@@ -234,26 +241,68 @@ class Gate:
         ordinary path then handles the request as if this had not been asked.
         """
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        try:
-            host, authority, path = self._target(scope, headers)
-        except BadRequest:
+        route = self._route(scope, headers)
+        if route is None:
             return None
-        if path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/"):
-            return None
+        _, authority, path, rule = route
         client = scope.get("client")
-        peer = client[0] if client else None
-        method = scope["method"]
-        facts = self.evaluator.facts(method, host, path, peer, headers)
-        decision = self.evaluator.decide_now(facts, headers, time.time())
+        decision = self.evaluator.decide_now(
+            rule, client[0] if client else None, headers, time.time()
+        )
         if decision is None:
             return None
-        record = AccessRecord(method)
+        record = AccessRecord(scope["method"])
         record.path = path
         record.set_decision(decision)
         requirement = decision.requirement
         return FastTicket(
             record, authority, path, self.age_headers(requirement), requirement is not None
         )
+
+    def _route(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> _Route | None:
+        """The host, authority, canonical path and rule of a request the fast path may take.
+
+        :meth:`_target` and the policy's match, kept per (method, ``Host``, raw
+        path) for the policy in force: all three are pure functions of those.
+        None for a request the ordinary path must answer (a refusal, a path
+        under ``/.agegate/``, no matching rule), which is then decided there.
+        """
+        policy = self.evaluator.policies.policy
+        if policy is not self._routes_policy:
+            self._routes.clear()  # rules changed: every kept match may be wrong
+            self._routes_policy = policy
+        target = (scope.get("extensions") or {}).get("agegate") or {}
+        host_value = None
+        for name, value in headers:
+            if name == b"host":
+                if host_value is not None:
+                    return None  # two Host headers: refused by the ordinary path
+                host_value = value
+        raw_path = scope.get("raw_path")
+        method = scope["method"]
+        key: tuple[str, bytes | None, bytes | None] | None = None
+        if target.get("target_host") is None and not target.get("target_error"):
+            key = (method, host_value, raw_path)  # absolute-form is checked every time
+            routes = self._routes.entries
+            if key in routes:
+                return routes[key]
+        try:
+            host, authority, path = self._target(scope, headers)
+        except BadRequest:
+            return None
+        route = None
+        if not (path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/")):
+            rule = policy.match(method, host, path)
+            if rule is not None:
+                route = (host, authority, path, rule)
+        if (
+            key is not None
+            and raw_path is not None
+            and host_value is not None
+            and len(raw_path) + len(host_value) <= _CACHE_KEY_BYTES
+        ):
+            self._routes.put(key, route)
+        return route
 
     async def _reject(
         self,
