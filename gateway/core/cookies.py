@@ -80,23 +80,37 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
     Reads as :func:`parse_cookie_header` would, without building the dict;
     nothing is cached, so no visitor's cookies outlive the request.
     """
-    wanted = name.encode("latin-1")
+    wanted = _NAMES.get(name)
+    if wanted is None:
+        wanted = name.encode("latin-1")
+        if len(_NAMES) < 64:  # the gateway reads a handful of names
+            _NAMES[name] = wanted
     if not wanted:
         return None
     for header_name, header_value in headers:
         # ASGI names are lower-case already; only a six-byte name can be "Cookie".
         if header_name != b"cookie" and (len(header_name) != 6 or header_name.lower() != b"cookie"):
             continue
-        if header_value.find(wanted) < 0:
-            continue  # not even as a substring: the split below would find nothing
-        for item in header_value.split(b";"):
-            key, sep, value = item.partition(b"=")
+        # Only an item holding the name can be it: each such item, in order, is read
+        # as a split on ";" would read it (the others cannot match, so are skipped).
+        at = header_value.find(wanted)
+        while at >= 0:
+            start = header_value.rfind(b";", 0, at) + 1
+            end = header_value.find(b";", at)
+            if end < 0:
+                end = len(header_value)
+            key, sep, value = header_value[start:end].partition(b"=")
             if sep and key.strip(b" \t") == wanted:
                 value = value.strip(b" \t")
                 if len(value) >= 2 and value[0] == value[-1] == _DQUOTE:
                     value = value[1:-1]
                 return value.decode("latin-1")
+            at = header_value.find(wanted, end)
     return None
+
+
+# Cookie names as bytes, by name: get_cookie runs per request for the same few names.
+_NAMES: dict[str, bytes] = {}
 
 
 def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:

@@ -26,7 +26,7 @@ class ConnectionTimer:
         self._loop = loop
         self._callback = callback
         self._handle: asyncio.TimerHandle | None = None
-        self.when = 0.0  # loop time it fires at, while armed
+        self.when = 0.0  # loop time it fires at while armed; 0.0 while not
 
     @property
     def armed(self) -> bool:
@@ -50,7 +50,9 @@ class ConnectionTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+            self.when = 0.0
 
     def _fire(self) -> None:
         self._handle = None
+        self.when = 0.0
         self._callback()

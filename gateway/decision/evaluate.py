@@ -39,6 +39,7 @@ __all__ = [
 
 AGE_TOKEN_SCHEME = "agetoken"  # noqa: S105 - an auth scheme name, not a secret
 _ALLOW_ACTION = Action.ALLOW
+_REQUIRE_ACTION = Action.REQUIRE
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,18 +170,26 @@ class Evaluator:
         The jurisdiction header is read only when a session is checked, the
         only decisions it can change.
         """
-        if rule.action is _ALLOW_ACTION:
+        action = rule.action
+        if action is _ALLOW_ACTION:
             return rule.verdicts.public
-        if rule.requirement is None:
-            return None
+        if action is not _REQUIRE_ACTION or rule.requirement is None:
+            return None  # a denial: the ordinary path answers it
         session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
         if session is None:
             return None
-        jurisdiction = jurisdiction_of(
-            self._jurisdiction_header, self._trusted_proxies, peer, headers
-        )
-        decision = decide_for_rule(rule, jurisdiction, session, now)
-        return decision if decision.outcome is Outcome.ALLOW else None
+        # decide_for_rule for a REQUIRE rule, without the calls around it.
+        if self._jurisdiction_header is None:
+            check = rule.verdicts.default
+        else:
+            check = rule.check_for(
+                jurisdiction_of(self._jurisdiction_header, self._trusted_proxies, peer, headers)
+            )
+        if check is None:
+            return None
+        decision = check.decide(session, now)
+        # The check's one allowing Decision (an Outcome member lookup costs ~0.1 us).
+        return decision if decision is check.allow else None
 
     def _verifiers_for(self, decision: Decision, scheme: str) -> list[Verifier]:
         requirement = decision.requirement

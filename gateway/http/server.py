@@ -104,6 +104,10 @@ _REASONS = {
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 # Request headers that keep a request off the app's fast path (with Expect).
 _FAST_METHODS = frozenset({"GET", "HEAD"})
+# The usual methods' names as str, so a request's is not decoded each time.
+_METHODS = {
+    name.encode(): name for name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+}
 _NOT_FAST = frozenset({b"content-length", b"transfer-encoding", b"upgrade"})
 
 
@@ -275,8 +279,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._head_since = now = self.loop.time()
-        if self._timer.armed and self._timer.when > now + self.head_timeout:
-            self._timer.arm(now + self.head_timeout)  # only when the head limit is the shorter one
+        # (An unarmed timer's ``when`` is 0.0: it is armed only when the head limit is shorter.)
+        if self._timer.when > now + self.head_timeout:
+            self._timer.arm(now + self.head_timeout)
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -310,8 +315,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self.parser
-        method = parser.get_method().decode("ascii")
-        if parser.should_upgrade():
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        upgrade = parser.should_upgrade()
+        if upgrade:
             self._check_upgrade(method)
             if self._wants_websocket():
                 self._upgrade = method  # data_received hands the connection over
@@ -319,11 +326,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
         url = self._url
         host: str | None = None
         error: str | None = None
-        try:
-            host, raw_path, query = split_target(url)
-        except BadRequest as exc:
-            # The app answers 400 with this reason; the path is only what apps may print.
-            error, raw_path, query = exc.reason, url, b""
+        if url[:1] == b"/" and url.find(b"#") < 0:
+            raw_path, _, query = url.partition(b"?")  # origin-form, as split_target splits it
+        else:
+            try:
+                host, raw_path, query = split_target(url)
+            except BadRequest as exc:
+                # The app answers 400 with this reason; the path is only what apps may print.
+                error, raw_path, query = exc.reason, url, b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = unquote(path)
@@ -357,7 +367,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             and not self._unusual
             and error is None
             and method in _FAST_METHODS
-            and not parser.should_upgrade()
+            and not upgrade
         )
         self.exchange = exchange
         if self.active is None:
