@@ -94,6 +94,16 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
         # Only an item holding the name can be it: each such item, in order, is read
         # as a split on ";" would read it (the others cannot match, so are skipped).
         at = header_value.find(wanted)
+        if at >= 0 and (at == 0 or header_value[at - 2 : at] == b"; "):
+            # The usual layout: the name begins an item ("name=..." first, or after
+            # "; "); if "=" follows it directly, the key is exactly the name.
+            after = at + len(wanted)
+            if header_value[after : after + 1] == b"=":
+                end = header_value.find(b";", after)
+                value = header_value[after + 1 : end if end >= 0 else None].strip(b" \t")
+                if len(value) >= 2 and value[0] == value[-1] == _DQUOTE:
+                    value = value[1:-1]
+                return value.decode("latin-1")
         while at >= 0:
             start = header_value.rfind(b";", 0, at) + 1
             end = header_value.find(b";", at)

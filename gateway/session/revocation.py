@@ -260,7 +260,11 @@ class SessionRevocation:
         counts and answers as it always does.
         """
         claims = self._codec.peek(cookie, now)
-        if claims is None or not self._enabled or cookie is None or not self._revoked:
+        revoked = self._revoked
+        # RevokedSet.__bool__ without the call: nothing held and nothing lost.
+        if claims is None or not (revoked._entries or revoked._lossy_until > 0.0):
+            return claims
+        if not self._enabled or cookie is None:
             return claims
         if self._revoked.lossy(now) or self._held(self.digests(claims, cookie), now):
             return None
