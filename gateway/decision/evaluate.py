@@ -159,7 +159,7 @@ class Evaluator:
         rule: Rule,
         peer: str | None,
         headers: Sequence[tuple[bytes, bytes]],
-        now: float,
+        now: float | None = None,
     ) -> Decision | None:
         """The decision :meth:`evaluate` would make for a request matched to ``rule``,
         when it is an allow made without a wait.
@@ -167,14 +167,16 @@ class Evaluator:
         Allow rules, and protected rules with a session already opened and
         cached; None for everything else (no session yet, a challenge, a denial,
         a revoked set to ask the store about), which :meth:`evaluate` then decides.
-        The jurisdiction header is read only when a session is checked, the
-        only decisions it can change.
+        The jurisdiction header, and the clock when ``now`` is None, are read
+        only when a session is checked: public rules need neither.
         """
         action = rule.action
         if action is _ALLOW_ACTION:
             return rule.verdicts.public
         if action is not _REQUIRE_ACTION or rule.requirement is None:
             return None  # a denial: the ordinary path answers it
+        if now is None:
+            now = time.time()
         session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
         if session is None:
             return None

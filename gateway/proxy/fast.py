@@ -83,7 +83,7 @@ class FastPath:
             return False
         proxy = self.proxy
         head, headers = proxy.bodyless_request(
-            pool, scope, host=ticket.authority, path=ticket.path, add_headers=ticket.add_headers
+            pool, scope, host=ticket.authority, path=ticket.target, add_headers=ticket.add_headers
         )
         sink = FastExchange(self, protocol, exchange, pool, conn, ticket.record, head, headers)
         sink.private = ticket.private

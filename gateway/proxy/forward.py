@@ -58,7 +58,13 @@ from gateway.upstream.pool import PoolClient, PoolResponse
 from gateway.upstream.reference import AiohttpClient
 from verifiers.base import Verifier
 
-__all__ = ["CLIENT_GONE", "NO_BODY_STATUSES", "Proxy", "private_cache_headers"]
+__all__ = [
+    "CLIENT_GONE",
+    "NO_BODY_STATUSES",
+    "Proxy",
+    "private_cache_headers",
+    "upstream_target",
+]
 
 log = logging.getLogger("agegate.proxy")
 
@@ -115,7 +121,8 @@ class _RequestBody:
                 return
 
 
-def _target(path: str, query: bytes) -> bytes:
+def upstream_target(path: str, query: bytes) -> bytes:
+    """The request-target sent upstream for a canonical ``path`` and a raw ``query``."""
     # The canonical path is already percent-encoded except where it decoded
     # unreserved characters; anything else non-ASCII is encoded here.
     raw = path.encode("ascii") if path.isascii() and " " not in path else None
@@ -230,12 +237,16 @@ class Proxy:
         scope: Scope,
         *,
         host: bytes,
-        path: str,
+        path: bytes,
         add_headers: Sequence[tuple[bytes, bytes]],
     ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        """The head :meth:`forward` would send for a request without a body, and its headers."""
+        """The head :meth:`forward` would send for a request without a body, and its headers.
+
+        ``path`` is :func:`upstream_target` of the canonical path without a query.
+        """
         headers = self._headers(scope, host, add_headers)
-        target = _target(path, scope.get("query_string", b""))
+        query = scope.get("query_string")
+        target = path + b"?" + query if query else path
         return pool.request_head(scope["method"], target, headers), headers
 
     async def recover(
@@ -323,7 +334,7 @@ class Proxy:
         """
         if self._client is None or self._ws is None:
             raise RuntimeError("Proxy.start() was not called")
-        target = _target(path, query)
+        target = upstream_target(path, query)
         # One pass over the client's headers for everything this function needs.
         client_host = b""
         accept = length = None

@@ -12,7 +12,6 @@ here logs a token, a cookie or a full client address.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from gateway.core.cache import BoundedCache
@@ -26,7 +25,7 @@ from gateway.decision.responses import AGEGATE_PREFIX, Responder
 from gateway.errors import BadRequest
 from gateway.observability import Metrics
 from gateway.policy import Outcome, Policy, Requirement, Rule
-from gateway.proxy.forward import Proxy
+from gateway.proxy.forward import Proxy, upstream_target
 from gateway.settings import Settings
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 from verifiers.base import AssuranceLevel
@@ -43,26 +42,27 @@ class FastTicket:
     ``__init__`` (``object.__setattr__`` per field) costs five times as much.
     """
 
-    __slots__ = ("add_headers", "authority", "path", "private", "record")
+    __slots__ = ("add_headers", "authority", "private", "record", "target")
 
     def __init__(
         self,
         record: AccessRecord,
         authority: bytes,
-        path: str,
+        target: bytes,
         add_headers: Sequence[tuple[bytes, bytes]],
         private: bool,
     ) -> None:
         self.record = record
         self.authority = authority
-        self.path = path
+        self.target = target  # the canonical path as sent upstream, without the query
         self.add_headers = add_headers
         self.private = private
 
 
 _CACHE_KEY_BYTES = 512
-# A request's accepted host, normal authority, canonical path and matched rule.
-_Route = tuple[str, bytes, str, Rule]
+# A request's accepted host, normal authority, canonical path, that path as sent
+# upstream (without the query), and matched rule.
+_Route = tuple[str, bytes, str, bytes, Rule]
 
 
 class Gate:
@@ -256,11 +256,9 @@ class Gate:
         route = self._route(scope, headers)
         if route is None:
             return None
-        _, authority, path, rule = route
+        _, authority, path, target, rule = route
         client = scope.get("client")
-        decision = self.evaluator.decide_now(
-            rule, client[0] if client else None, headers, time.time()
-        )
+        decision = self.evaluator.decide_now(rule, client[0] if client else None, headers)
         if decision is None:
             return None
         record = AccessRecord(scope["method"])
@@ -268,11 +266,12 @@ class Gate:
         record.set_decision(decision)
         requirement = decision.requirement
         return FastTicket(
-            record, authority, path, self.age_headers(requirement), requirement is not None
+            record, authority, target, self.age_headers(requirement), requirement is not None
         )
 
     def _route(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> _Route | None:
-        """The host, authority, canonical path and rule of a request the fast path may take.
+        """The host, authority, canonical path (also as sent upstream) and rule of a request
+        the fast path may take.
 
         :meth:`_target` and the policy's match, kept per (method, ``Host``, raw
         path) for the policy in force: all three are pure functions of those.
@@ -306,7 +305,7 @@ class Gate:
         if not (path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/")):
             rule = policy.match(method, host, path)
             if rule is not None:
-                route = (host, authority, path, rule)
+                route = (host, authority, path, upstream_target(path, b""), rule)
         if (
             key is not None
             and raw_path is not None
