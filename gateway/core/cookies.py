@@ -132,6 +132,11 @@ def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
     with or without an ``=``: anything that could be read as ours must not
     reach the site, which is wider than what :func:`get_cookie` reads.
     """
+    if value.find(b";") < 0:  # one item (say, only ours): no list to split and join
+        pair = value.strip()
+        if pair and pair.partition(b"=")[0].strip(_ANY_WHITESPACE) not in names:
+            return pair
+        return b""
     kept = []
     for item in value.split(b";"):
         pair = item.strip()
