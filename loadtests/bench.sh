@@ -56,31 +56,10 @@ else
     NGINX_ONLY=1
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/agegate-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        # Bounded wait: a process that ignores TERM for 5 s is killed.
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Five ports chosen while all five sockets are held, so they are distinct.
-read -r UPSTREAM_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT CADDY_PORT < <("$PY" - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+KEEP_TMP=${BENCH_KEEP:-0}
+# shellcheck source=loadtests/procs.sh
+source "$ROOT/loadtests/procs.sh"
+read -r UPSTREAM_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT CADDY_PORT < <(free_ports 5)
 
 wait_port() {  # wait_port PORT NAME: until something accepts on 127.0.0.1:PORT (20 s)
     local deadline=$((SECONDS + 20))
