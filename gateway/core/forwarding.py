@@ -226,13 +226,13 @@ def upstream_request_headers(
     if host:
         # One Host, in the spelling the gateway accepted, never the client's next to it.
         out.insert(len(out) if host_at < 0 else host_at, (b"host", host))
-    if named is not None:
-        named -= _NEVER_NAMED
-        if named:
-            out = [(k, v) for k, v in out if k not in named]
+    if named is not None and (named := named - _NEVER_NAMED):
+        out = [(k, v) for k, v in out if k not in named]
     forwarded_ip = client_ip if forward_client_ip else None
     if from_peer:
         out += _chained_forwarding_headers(from_peer, forwarded_ip, scheme, host, forward_client_ip)
+    elif cache is not None and (own := cache.entries.get((forwarded_ip, scheme, host))):
+        out += own  # the usual case, without the calls below
     else:
         out += _own_forwarding_headers(forwarded_ip, scheme, host, cache)
     out += add

@@ -222,16 +222,20 @@ class Exchange:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
         self.write_body(message.get("body", b""), message.get("more_body", False))
 
-    def start_response(self, status: int, headers: Any, *, hold: bool = True) -> None:
+    def start_response(
+        self, status: int, headers: Any, *, hold: bool = True, lowered: bool = False
+    ) -> None:
         """Frame the response head (``http.response.start`` without the message).
 
         The head waits for the first body bytes; with ``hold`` false the caller
         promises to call :meth:`write_body` before it returns, so no flush of
         the head alone is scheduled for the end of the loop iteration.
+        ``lowered``: every name is lower-case already (ASGI says they should
+        be, but an app may not keep to it, so by default they are lowered here).
         """
         # Started only once the head is built: a refused head (CR/LF in a value)
         # is then still answered with a 500 instead of a silent close.
-        self._start(status, headers)
+        self._start(status, headers, lowered)
         self.started = True
         self.continue_wanted = False
         if hold:
@@ -265,14 +269,14 @@ class Exchange:
             self.wake()
             conn.response_complete(self)
 
-    def _start(self, status: int, headers: Any) -> None:
+    def _start(self, status: int, headers: Any, lowered: bool = False) -> None:
         parts = [_STATUS_LINES.get(status) or status_line(status)]
         lines = 2  # the status line and the blank line
         length: bytes | None = None
         close_sent = False
         defaults = self.conn.server_state.default_headers
         for name, value in (*defaults, *headers) if defaults else headers:
-            lower = name.lower()
+            lower = name if lowered and not defaults else name.lower()
             if lower in _FRAMING:
                 if lower == b"content-length":
                     length = value

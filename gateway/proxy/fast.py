@@ -147,7 +147,34 @@ class FastExchange:
         if self.done or conn is not self.conn:
             return
         try:
-            self._relay(conn)
+            exchange = self.exchange
+            if not exchange.started:
+                if not conn.head_done:
+                    if conn.error is not None:
+                        self.failed_before_head(conn.error)
+                    return
+                # The head leaves with the body bytes written below; alone only if none came.
+                self._start(conn, hold=not (conn.chunks or conn.complete))
+            if conn.chunks:
+                data = conn.take_body()
+            elif conn.complete:
+                data = b""
+            elif conn.error is not None:
+                self._broke_off(conn.error)
+                return
+            else:
+                return
+            if conn.complete:
+                clean = not conn.chunks
+                self._finish(reusable=clean)
+                exchange.write_body(data, False)
+                self.logged = True
+                client = exchange.scope["client"]
+                self.fast.gate.access.finish(self.record, client[0] if client else None)
+            elif data:
+                exchange.write_body(data, True)
+                if conn.error is not None:
+                    self._broke_off(conn.error)
         except Exception:
             # As Exchange.run does for a failing handler: logged, answered or dropped.
             log.exception("the request handler failed", extra={"event": "internal_error"})
@@ -155,43 +182,14 @@ class FastExchange:
             self.exchange.abort()
             self._log()
 
-    def _relay(self, conn: Connection) -> None:
-        exchange = self.exchange
-        if not exchange.started:
-            if not conn.head_done:
-                if conn.error is not None:
-                    self.failed_before_head(conn.error)
-                return
-            # The head leaves with the body bytes written below; alone only if none came.
-            self._start(conn, hold=not (conn.chunks or conn.complete))
-        if conn.chunks:
-            data = conn.take_body()
-        elif conn.complete:
-            data = b""
-        elif conn.error is not None:
-            self._broke_off(conn.error)
-            return
-        else:
-            return
-        if conn.complete:
-            clean = not conn.chunks
-            self._finish(reusable=clean)
-            exchange.write_body(data, False)
-            self.logged = True
-            client = exchange.scope["client"]
-            self.fast.gate.access.finish(self.record, client[0] if client else None)
-        elif data:
-            exchange.write_body(data, True)
-            if conn.error is not None:
-                self._broke_off(conn.error)
-
     def _start(self, conn: Connection, *, hold: bool) -> None:
         status = conn.status
         headers = downstream_response_headers(conn.headers, private=self.private)
         if status in NO_BODY_STATUSES:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
         self.status = self.record.status = status
-        self.exchange.start_response(status, headers, hold=hold)
+        # downstream_response_headers lower-cases every name.
+        self.exchange.start_response(status, headers, hold=hold, lowered=True)
 
     def _broke_off(self, error: UpstreamError) -> None:
         # As the ordinary path: a response that has started cannot become an error.

@@ -167,11 +167,10 @@ class PoolClient:
         return conn
 
     def take_idle(self) -> Connection | None:
-        """An idle live connection, or None (the fast path never waits for one)."""
-        return self._take_idle()
+        """The most recently used live idle connection (older dead ones are closed), or None.
 
-    def _take_idle(self) -> Connection | None:
-        """The most recently used live idle connection (older dead ones are closed)."""
+        The fast path never waits for one.
+        """
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -182,7 +181,7 @@ class PoolClient:
         return None
 
     async def _acquire(self) -> Connection:
-        conn = self._take_idle()
+        conn = self.take_idle()
         if conn is not None:
             return conn
         if self._open >= self.max_connections:
@@ -246,7 +245,7 @@ class PoolClient:
         """Send one request; see :class:`gateway.upstream.base.UpstreamClient`."""
         head, length = self._head(method, target, headers, body)
         # An idle connection is the common case: taken without another coroutine.
-        conn = self._take_idle() or await self._acquire()
+        conn = self.take_idle() or await self._acquire()
         try:
             return await self._exchange(conn, method, head, length, headers, body)
         except UpstreamError as exc:
