@@ -45,7 +45,7 @@ class GatewayApp:
         self.gate = Gate(settings, metrics, evaluator, responder, proxy, _flow(runtime))
         # Asked first by the client protocol for bodyless GET/HEAD (gateway.proxy.fast).
         self.fast_path: FastPath | None = (
-            FastPath(self.gate, proxy, lambda: runtime.started) if settings.fast_path else None
+            FastPath(self.gate, proxy, runtime) if settings.fast_path else None
         )
         self.authz = AuthzApp(settings, metrics, evaluator, responder, lambda: runtime.started)
         # Forward-auth answers on its own listener when one is set, else on the admin one.

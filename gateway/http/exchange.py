@@ -232,44 +232,9 @@ class Exchange:
         the head alone is scheduled for the end of the loop iteration.
         ``lowered``: every name is lower-case already (ASGI says they should
         be, but an app may not keep to it, so by default they are lowered here).
+        Started only once the head is built: a refused head (CR/LF in a value)
+        is then still answered with a 500 instead of a silent close.
         """
-        # Started only once the head is built: a refused head (CR/LF in a value)
-        # is then still answered with a 500 instead of a silent close.
-        self._start(status, headers, lowered)
-        self.started = True
-        self.continue_wanted = False
-        if hold:
-            self.conn.loop.call_soon(self._flush_head)
-
-    def write_body(self, body: bytes, more: bool) -> None:
-        """Frame and write body bytes (``http.response.body`` without the message)."""
-        conn = self.conn
-        if self.bodyless:
-            out = b""
-        elif self.chunked:
-            out = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
-            if not more:
-                out += b"0\r\n\r\n"
-        else:
-            out = body
-            if self.remaining >= 0:
-                self.remaining -= len(body)
-                if self.remaining < 0:
-                    raise RuntimeError("response body longer than its Content-Length")
-        head = self.pending_head
-        if head is not None:
-            self.pending_head = None
-            out = head + out
-        if out:
-            conn.transport.write(out)
-        if not more:
-            if self.remaining > 0 and not self.bodyless:
-                raise RuntimeError("response body shorter than its Content-Length")
-            self.complete = True
-            self.wake()
-            conn.response_complete(self)
-
-    def _start(self, status: int, headers: Any, lowered: bool = False) -> None:
         parts = [_STATUS_LINES.get(status) or status_line(status)]
         lines = 2  # the status line and the blank line
         length: bytes | None = None
@@ -305,6 +270,38 @@ class Exchange:
         if head.count(b"\n") != lines or head.count(b"\r") != lines:
             raise RuntimeError("a response header contains CR or LF")  # no header injection
         self.pending_head = head
+        self.started = True
+        self.continue_wanted = False
+        if hold:
+            self.conn.loop.call_soon(self._flush_head)
+
+    def write_body(self, body: bytes, more: bool) -> None:
+        """Frame and write body bytes (``http.response.body`` without the message)."""
+        conn = self.conn
+        if self.bodyless:
+            out = b""
+        elif self.chunked:
+            out = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            out = body
+            if self.remaining >= 0:
+                self.remaining -= len(body)
+                if self.remaining < 0:
+                    raise RuntimeError("response body longer than its Content-Length")
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            out = head + out
+        if out:
+            conn.transport.write(out)
+        if not more:
+            if self.remaining > 0 and not self.bodyless:
+                raise RuntimeError("response body shorter than its Content-Length")
+            self.complete = True
+            self.wake()
+            conn.response_complete(self)
 
     def _flush_head(self) -> None:
         # The body did not follow within this loop iteration: the head leaves alone.

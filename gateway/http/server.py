@@ -422,7 +422,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self._run(self.pipeline.popleft())
         else:
             self._became_idle()
-        self.resume_reading()
+        if self.read_paused:
+            self.resume_reading()
 
     def pause_reading(self) -> None:
         if not self.read_paused:

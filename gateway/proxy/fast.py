@@ -28,7 +28,6 @@ the client is paused by the protocol while a response is in flight.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from gateway.core.forwarding import downstream_response_headers
@@ -59,17 +58,23 @@ class FastProtocol(Protocol):
         """Run ``app`` for ``exchange`` in a task, as the ordinary path does."""
 
 
+class Startable(Protocol):
+    """What serves requests only once started: the runtime."""
+
+    started: bool
+
+
 class FastPath:
     """Decides at once and relays without a task whatever it can; see the module docstring."""
 
-    def __init__(self, gate: Gate, proxy: Proxy, started: Callable[[], bool]) -> None:
+    def __init__(self, gate: Gate, proxy: Proxy, runtime: Startable) -> None:
         self.gate = gate
         self.proxy = proxy
-        self._started = started
+        self.runtime = runtime
 
     def start(self, protocol: FastProtocol, exchange: Exchange) -> bool:
         """Take ``exchange`` (True) or leave it to the ordinary path (False, nothing done)."""
-        if not self._started():
+        if not self.runtime.started:
             return False
         pool = self.proxy.pool
         if pool is None or not pool.idle_connections:

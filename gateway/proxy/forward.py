@@ -161,6 +161,8 @@ class Proxy:
         self._kind = client
         self._client: UpstreamClient | None = None
         self._ws: AiohttpClient | None = None
+        # The httptools pool while it is the upstream client (the fast path needs it).
+        self.pool: PoolClient | None = None
         self._forwarding: ForwardingCache = BoundedCache(_FORWARDING_ENTRIES)
         # Whether a peer address is a trusted proxy: an address parse is the slow part.
         self._trusted_peers: BoundedCache[str | None, bool] = BoundedCache(
@@ -211,6 +213,8 @@ class Proxy:
                 max_connections=self._max_connections,
             )
             await self._client.start()
+        client = self._client
+        self.pool = client if isinstance(client, PoolClient) else None
 
     async def close(self) -> None:
         """Close every upstream connection."""
@@ -219,12 +223,7 @@ class Proxy:
         if self._ws is not None:
             await self._ws.close()
         self._client = self._ws = None
-
-    @property
-    def pool(self) -> PoolClient | None:
-        """The httptools pool, when that is the upstream client (the fast path needs it)."""
-        client = self._client
-        return client if isinstance(client, PoolClient) else None
+        self.pool = None
 
     @property
     def read_timeout(self) -> float:

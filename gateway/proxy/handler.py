@@ -265,9 +265,9 @@ class Gate:
         record.path = path
         record.set_decision(decision)
         requirement = decision.requirement
-        return FastTicket(
-            record, authority, target, self.age_headers(requirement), requirement is not None
-        )
+        if requirement is None:
+            return FastTicket(record, authority, target, (), False)
+        return FastTicket(record, authority, target, self.age_headers(requirement), True)
 
     def _route(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> _Route | None:
         """The host, authority, canonical path (also as sent upstream) and rule of a request
