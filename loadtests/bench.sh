@@ -69,18 +69,6 @@ wait_port() {  # wait_port PORT NAME: until something accepts on 127.0.0.1:PORT 
     done
 }
 
-start_nginx() {  # start_nginx ROLE: render the template for ROLE and run it in the foreground
-    local role=$1 other
-    other=$([ "$role" = upstream ] && echo proxy || echo upstream)
-    sed -e "s|@DIR@|$TMP|g" -e "s|@ROLE@|$role|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-        -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@BODY_1K@|$(printf 'a%.0s' $(seq 1024))|g" \
-        -e "/# BEGIN $other/,/# END $other/d" \
-        "$ROOT/loadtests/nginx.conf.template" >"$TMP/$role.conf"
-    nginx -p "$TMP" -e "$TMP/$role-error.log" -c "$TMP/$role.conf" &
-    PIDS+=($!)
-    eval "NGINX_${role^^}_PID=$!"
-}
-
 start_caddy() {  # Caddy as a reverse proxy: one OS thread running Go code, like one worker
     sed -e "s|@DIR@|$TMP|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
         -e "s|@CADDY_PORT@|$CADDY_PORT|g" "$ROOT/loadtests/Caddyfile.template" >"$TMP/Caddyfile"

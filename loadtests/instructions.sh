@@ -36,12 +36,8 @@ fi
 # shellcheck source=loadtests/procs.sh
 source "$ROOT/loadtests/procs.sh"
 read -r UPSTREAM_PORT GATEWAY_PORT ADMIN_PORT < <(free_ports 3)
-sed -e "s|@DIR@|$TMP|g" -e "s|@ROLE@|upstream|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-    -e "s|@PROXY_PORT@|0|g" -e "s|@BODY_1K@|$(printf 'a%.0s' $(seq 1024))|g" \
-    -e "/# BEGIN proxy/,/# END proxy/d" \
-    "$ROOT/loadtests/nginx.conf.template" >"$TMP/upstream.conf"
-nginx -p "$TMP" -e "$TMP/upstream-error.log" -c "$TMP/upstream.conf" &
-PIDS+=($!)
+PROXY_PORT=0  # no proxy role here
+start_nginx upstream
 "$PY" "$ROOT/loadtests/benchlib.py" setup "$TMP" --listen "$GATEWAY_PORT" \
     --admin "$ADMIN_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT"
 (cd "$TMP" && exec valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \

@@ -3,6 +3,8 @@
 #   TMP           the temp dir (made here, removed on exit)
 #   PIDS          add every background process: stopped with TERM, then KILL after 5 s
 #   free_ports N  N distinct free 127.0.0.1 ports (chosen while all N sockets are held)
+#   start_nginx ROLE  nginx from loadtests/nginx.conf.template as "upstream" (the 1 KB
+#                 site, on UPSTREAM_PORT) or "proxy" (on PROXY_PORT); needs ROOT
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/agegate-load.XXXXXX")
 PIDS=()
@@ -29,4 +31,16 @@ for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 PYEOF
+}
+
+start_nginx() {  # start_nginx ROLE: render the template for ROLE and run it in the foreground
+    local role=$1 other
+    other=$([ "$role" = upstream ] && echo proxy || echo upstream)
+    sed -e "s|@DIR@|$TMP|g" -e "s|@ROLE@|$role|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@BODY_1K@|$(printf 'a%.0s' $(seq 1024))|g" \
+        -e "/# BEGIN $other/,/# END $other/d" \
+        "$ROOT/loadtests/nginx.conf.template" >"$TMP/$role.conf"
+    nginx -p "$TMP" -e "$TMP/$role-error.log" -c "$TMP/$role.conf" &
+    PIDS+=($!)
+    eval "NGINX_${role^^}_PID=$!"
 }
