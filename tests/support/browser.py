@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gateway.demo.runner import DemoPorts, default_policy, demo_commands, write_demo_files
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import free_ports, wait_for_port
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
@@ -127,7 +127,7 @@ class DemoStack:
         self, directory: Path, *, session_ttl: float | None = None, policy: Path | None = None
     ) -> None:
         self.directory = directory
-        self.ports = DemoPorts(free_port(), free_port(), free_port(), free_port())
+        self.ports = DemoPorts(*free_ports(4))
         self.files = write_demo_files(
             directory, self.ports, policy=policy or default_policy(), session_ttl=session_ttl
         )

@@ -27,7 +27,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.session.keys import generate_key_line
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import free_ports, wait_for_port
 from tests.support.process import stop_process
 from verifiers import sdk
 
@@ -96,8 +96,11 @@ class GatewayProcess:
     ) -> None:
         self.directory = directory
         self.module = module  # what ``python -m`` runs with ``run --config``
-        self.port = port or free_port()
-        self.admin_port = free_port()
+        if port:
+            self.port = port
+            (self.admin_port,) = free_ports(1, exclude=frozenset({port}))
+        else:
+            self.port, self.admin_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.public_origin = f"http://localhost:{self.port}"

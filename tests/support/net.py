@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-__all__ = ["free_port", "wait_for_port"]
+__all__ = ["free_port", "free_ports", "wait_for_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -14,6 +14,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(
+    count: int, host: str = "127.0.0.1", exclude: frozenset[int] = frozenset()
+) -> list[int]:
+    """``count`` distinct TCP ports, free a moment ago on ``host``, none in ``exclude``.
+
+    The sockets are all held until every port is chosen: two :func:`free_port`
+    calls in a row may get the same port back from the kernel (a gateway was
+    once given one port for both its listeners).
+    """
+    socks: list[socket.socket] = []
+    try:
+        while len(socks) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            if sock.getsockname()[1] in exclude:
+                sock.close()
+                continue
+            socks.append(sock)
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def wait_for_port(
