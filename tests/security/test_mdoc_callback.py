@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.security.support import browser_challenge, callback
-from tests.support.gateway import AUTHORIZE_URL, ISSUER, GatewayProcess, session_cookie
+from tests.support.gateway import GatewayProcess, session_cookie, token_verifier_settings
 from tests.support.upstream import UpstreamServer
 from tests.support.wallet import wallet_challenge, wallet_policy
 from verifiers.reference.mdoc import MdocTestIssuer, build_device_response
@@ -42,13 +42,7 @@ def mdoc_gateway(
     directory: Path = tmp_path_factory.mktemp("mdoc-gw")
     (directory / "iaca.pem").write_bytes(issuer.trust_anchor_pem())
     verifiers = {
-        "test-token": {
-            "kind": "age-token",
-            "issuer": ISSUER,
-            "jwks_file": "jwks.json",
-            "algorithms": ["ES256"],
-            "authorize_url": AUTHORIZE_URL,
-        },
+        "test-token": token_verifier_settings(),
         "eu-wallet": {"kind": "eu-av", "trust_anchors": "iaca.pem"},
     }
     settings = {"rate_limit": 0, "verifiers": verifiers}

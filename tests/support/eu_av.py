@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.support.gateway import AUTHORIZE_URL, ISSUER, GatewayProcess
+from tests.support.gateway import GatewayProcess, token_verifier_settings
 from tests.support.wallet import wallet_policy
 from verifiers.reference.mdoc import AV_DOCTYPE, IssuedMdoc, MdocTestIssuer
 from verifiers.reference.wallet import Wallet
@@ -30,13 +30,7 @@ EU_AV_POLICY = wallet_policy("eu-av")
 def eu_av_verifiers(anchors: str, **verifier: Any) -> dict[str, Any]:
     """``test-token`` and an ``eu-av`` verifier named ``eu-av`` trusting ``anchors``."""
     return {
-        "test-token": {
-            "kind": "age-token",
-            "issuer": ISSUER,
-            "jwks_file": "jwks.json",
-            "algorithms": ["ES256"],
-            "authorize_url": AUTHORIZE_URL,
-        },
+        "test-token": token_verifier_settings(),
         "eu-av": {
             "kind": "eu-av",
             "label": "EU age verification",

@@ -31,10 +31,32 @@ from tests.support.net import free_ports, wait_for_port
 from tests.support.process import stop_process
 from verifiers import sdk
 
-__all__ = ["ISSUER", "GatewayProcess", "cookie_value", "session_cookie"]
+__all__ = [
+    "ISSUER",
+    "GatewayProcess",
+    "cookie_value",
+    "session_cookie",
+    "token_verifier_settings",
+]
 
 ISSUER = "https://issuer.test"
 AUTHORIZE_URL = "https://issuer.test/authorize"
+
+
+def token_verifier_settings(**overrides: Any) -> dict[str, Any]:
+    """The settings of ``test-token``, the age-token verifier every test gateway has.
+
+    It trusts :data:`ISSUER` through the ``jwks.json`` :class:`GatewayProcess` writes.
+    """
+    return {
+        "kind": "age-token",
+        "issuer": ISSUER,
+        "jwks_file": "jwks.json",
+        "algorithms": ["ES256"],
+        "authorize_url": AUTHORIZE_URL,
+        **overrides,
+    }
+
 
 DEFAULT_POLICY = """
 version: 1
@@ -122,16 +144,7 @@ class GatewayProcess:
             "upstream": upstream,
             "session_keys_file": "session.keys",
             "policy": "policy.yaml",
-            "verifiers": {
-                "test-token": {
-                    "kind": "age-token",
-                    "issuer": ISSUER,
-                    "jwks_file": "jwks.json",
-                    "algorithms": ["ES256"],
-                    "authorize_url": AUTHORIZE_URL,
-                    **(verifier or {}),
-                }
-            },
+            "verifiers": {"test-token": token_verifier_settings(**(verifier or {}))},
             "log": {"format": "json", "level": "info"},
         }
         config.update(settings or {})

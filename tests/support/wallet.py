@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from tests.support.gateway import AUTHORIZE_URL, ISSUER, GatewayProcess, cookie_value
+from tests.support.gateway import GatewayProcess, cookie_value, token_verifier_settings
 from tests.support.rawhttp import RawResponse, request
 from verifiers.reference.sd_jwt_issuer import TEST_VCT, ReferenceSdJwtIssuer
 from verifiers.reference.wallet import Wallet
@@ -74,13 +74,7 @@ class WalletSite:
         self.wallet.add("dc+sd-jwt", self.issuer.issue(self.wallet.holder_jwk()))
         (directory / "anchors.pem").write_bytes(self.issuer.ca.pem())
         verifiers = {
-            "test-token": {
-                "kind": "age-token",
-                "issuer": ISSUER,
-                "jwks_file": "jwks.json",
-                "algorithms": ["ES256"],
-                "authorize_url": AUTHORIZE_URL,
-            },
+            "test-token": token_verifier_settings(),
             "eu-pid": {
                 "kind": "sd-jwt-vc",
                 "label": "EU wallet",

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.support.gateway import AUTHORIZE_URL, ISSUER
+from tests.support.gateway import token_verifier_settings
 from tests.support.net import free_port, wait_for_port
 from tests.support.process import stop_process
 
@@ -91,13 +91,7 @@ def pp_settings(ref: ReferenceProcess, **extra: Any) -> dict[str, Any]:
     """Gateway ``verifiers`` for GatewayProcess: its test-token plus ``reference-pp``."""
     return {
         "verifiers": {
-            "test-token": {
-                "kind": "age-token",
-                "issuer": ISSUER,
-                "jwks_file": "jwks.json",
-                "algorithms": ["ES256"],
-                "authorize_url": AUTHORIZE_URL,
-            },
+            "test-token": token_verifier_settings(),
             "reference-pp": {
                 "kind": "privacy-pass",
                 "issuer_name": ref.issuer_name,
