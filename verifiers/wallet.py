@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from verifiers.base import Verifier
+from verifiers.base import AgeAssertion, AssuranceLevel, Verifier
 
 __all__ = ["WALLET_CHANNEL", "WALLET_EXTRA", "WalletVerifier"]
 
@@ -58,3 +59,22 @@ class WalletVerifier(Verifier):
         each further Credential Query with its own ``id``.
         """
         return {"credentials": [self.credential_query(query_id, min_age)]}
+
+    def credential_assertion(
+        self,
+        over: frozenset[int],
+        under: frozenset[int],
+        assurance: AssuranceLevel,
+        now: float,
+        valid_until: float,
+    ) -> AgeAssertion:
+        """What a checked credential proved: a session of :attr:`session_ttl`, never
+        lasting past the credential's own validity (``valid_until``, epoch seconds)."""
+        return AgeAssertion(
+            age_over=over,
+            age_under=under,
+            assurance=assurance,
+            method="digital_id",
+            verifier=self.name,
+            expires_at=datetime.fromtimestamp(min(now + self.session_ttl, valid_until), tz=UTC),
+        )

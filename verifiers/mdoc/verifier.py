@@ -178,15 +178,12 @@ class EuAvVerifier(WalletVerifier):
         if mso.status is not None and self.status_check is not None:
             await self.status_check(mso.status, ctx.now)
         await self._check_linkability(doc, mso, ctx)
-        valid_until = mso.validity.valid_until.timestamp()
-        ttl = self.session_ttl
-        return AgeAssertion(
-            age_over=over,
-            age_under=under,
-            assurance=self.config.assurance_level,
-            method="digital_id",
-            verifier=self.name,
-            expires_at=datetime.fromtimestamp(min(ctx.now + ttl, valid_until), tz=UTC),
+        return self.credential_assertion(
+            over,
+            under,
+            self.config.assurance_level,
+            ctx.now,
+            mso.validity.valid_until.timestamp(),
         )
 
     def _check_issuer(self, doc: Document, now: float) -> MobileSecurityObject:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from verifiers.base import (
@@ -143,14 +142,8 @@ class SdJwtVcVerifier(WalletVerifier):
         seen = hashlib.sha256(sd_jwt.issuer_jwt.encode("ascii")).hexdigest()
         if not await ctx.replay.consume(f"sd-jwt-vc:{self.name}", seen, expires):
             enforce(["seen_before"], self.config.linkability, self.name)
-        ttl = self.session_ttl
-        return AgeAssertion(
-            age_over=over,
-            age_under=under,
-            assurance=self.config.assurance_level,
-            method="digital_id",
-            verifier=self.name,
-            expires_at=datetime.fromtimestamp(min(ctx.now + ttl, float(payload["exp"])), tz=UTC),
+        return self.credential_assertion(
+            over, under, self.config.assurance_level, ctx.now, float(payload["exp"])
         )
 
     async def _signed_claims(
