@@ -12,6 +12,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 from gateway.core.hosts import parse_host
 from gateway.errors import BadRequest
@@ -224,24 +225,14 @@ class Rule:
 
     def requirement_for(self, jurisdiction: str | None) -> Requirement | None:
         """The requirement in ``jurisdiction`` (``US-UT`` falls back to ``US``)."""
-        if jurisdiction and self.jurisdictions:
-            found = self.jurisdictions.get(jurisdiction)
-            if found is None and "-" in jurisdiction:
-                found = self.jurisdictions.get(jurisdiction.partition("-")[0])
-            if found is not None:
-                return found
-        return self.requirement
+        found = _in_jurisdiction(self.jurisdictions, jurisdiction)
+        return self.requirement if found is None else found
 
     def check_for(self, jurisdiction: str | None) -> SessionCheck | None:
         """:meth:`requirement_for`, compiled: the session check in ``jurisdiction``."""
         verdicts = self.verdicts
-        if jurisdiction and verdicts.jurisdictions:
-            found = verdicts.jurisdictions.get(jurisdiction)
-            if found is None and "-" in jurisdiction:
-                found = verdicts.jurisdictions.get(jurisdiction.partition("-")[0])
-            if found is not None:
-                return found
-        return verdicts.default
+        found = _in_jurisdiction(verdicts.jurisdictions, jurisdiction)
+        return verdicts.default if found is None else found
 
     def covers(self, other: Rule) -> bool:
         """True when this rule matches every request ``other`` matches."""
@@ -373,6 +364,19 @@ class Policy:
             if rule.name == name:
                 return rule
         return None
+
+
+_T = TypeVar("_T")
+
+
+def _in_jurisdiction(table: Mapping[str, _T] | None, jurisdiction: str | None) -> _T | None:
+    """``table``'s entry for ``jurisdiction`` (``US-UT`` falls back to ``US``); None if none."""
+    if not jurisdiction or not table:
+        return None
+    found = table.get(jurisdiction)
+    if found is None and "-" in jurisdiction:
+        found = table.get(jurisdiction.partition("-")[0])
+    return found
 
 
 # Bounded; policies that restrict hosts read one per request.  A pure function of
