@@ -7,7 +7,8 @@ Every helper talks to a real ``agegate run`` process over raw sockets
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,7 @@ from tests.support.upstream import UpstreamServer
 
 __all__ = [
     "HTML",
+    "PROPAGATION",
     "REFUSALS",
     "Challenge",
     "api_nonce",
@@ -26,6 +28,7 @@ __all__ = [
     "assert_refused",
     "browser_challenge",
     "callback",
+    "eventually",
     "get",
     "new_upstream_requests",
 ]
@@ -33,6 +36,7 @@ __all__ = [
 HTML = (b"Accept", b"text/html,application/xhtml+xml")
 # What a request to a protected route without proof may get from the gateway.
 REFUSALS = frozenset({303, 400, 401, 403, 421})
+PROPAGATION = 2.0  # seconds within which another worker or node must refuse a logged-out copy
 _ECHO_SIGNATURE = b'{"method": '
 _NONCE = re.compile(r'AgeToken realm="[^"]+", nonce="([^"]+)", min_age="(\d+)"')
 _LINK = re.compile(r"href='([^']+)' data-verifier='([^']+)'")
@@ -135,3 +139,14 @@ def callback(
         method="POST",
         body=fields,
     )
+
+
+def eventually(check: Callable[[], RawResponse], status: int) -> RawResponse:
+    """Poll ``check`` until the answer has ``status``; fail after :data:`PROPAGATION` seconds."""
+    deadline = time.monotonic() + PROPAGATION
+    while True:
+        response = check()
+        if response.status == status or time.monotonic() > deadline:
+            assert response.status == status, response
+            return response
+        time.sleep(0.02)

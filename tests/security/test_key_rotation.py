@@ -18,7 +18,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -27,7 +27,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.session.keys import generate_key_line
-from tests.security.support import api_nonce, api_session, browser_challenge, callback, get
+from tests.security.support import (
+    api_nonce,
+    api_session,
+    browser_challenge,
+    callback,
+    eventually,
+    get,
+)
 from tests.support.gateway import GatewayProcess, cookie_value
 from tests.support.rawhttp import HeaderPair, RawResponse, request
 from tests.support.redis import RedisServer
@@ -35,7 +42,6 @@ from tests.support.upstream import UpstreamServer
 
 SESSION = "__Host-agegate"
 PROTECTED = "/echo/wine/red"
-PROPAGATION = 2.0  # seconds within which another node must refuse a logged-out copy
 SITE_SETTINGS = {"rate_limit": 0, "trusted_proxies": ["127.0.0.1/32"]}
 
 
@@ -165,16 +171,6 @@ def _session(gw: GatewayProcess) -> str:
     return cookie
 
 
-def _eventually(check: Callable[[], RawResponse], status: int) -> RawResponse:
-    deadline = time.monotonic() + PROPAGATION
-    while True:
-        response = check()
-        if response.status == status or time.monotonic() > deadline:
-            assert response.status == status, response
-            return response
-        time.sleep(0.02)
-
-
 def test_logout_survives_key_rotation(
     rolling: Rolling,
     keys: Keys,
@@ -187,7 +183,7 @@ def test_logout_survives_key_rotation(
     assert get(rolling.b, PROTECTED, [_jar(cookie)]).status == 200
     _logout(rolling.a, cookie)
     # ...is refused by B once A logged it out: heard by B's pub/sub follower...
-    refused = _eventually(lambda: get(rolling.b, PROTECTED, [_jar(cookie)]), 401)
+    refused = eventually(lambda: get(rolling.b, PROTECTED, [_jar(cookie)]), 401)
     assert refused.json()["reason"] == "no_session"
     # ...and by a node started on [new, old] after the logout (its catch-up scan).
     late = _node(
@@ -205,7 +201,7 @@ def test_logout_survives_key_rotation(
     cookie = _session(rolling.b)
     assert get(rolling.a, PROTECTED, [_jar(cookie)]).status == 200
     _logout(rolling.b, cookie)
-    _eventually(lambda: get(rolling.a, PROTECTED, [_jar(cookie)]), 401)
+    eventually(lambda: get(rolling.a, PROTECTED, [_jar(cookie)]), 401)
 
 
 def _reloads(gw: GatewayProcess) -> float:

@@ -4,7 +4,7 @@ Two gateway processes share a session key, an issuer and one real Redis, as
 two workers of one site.  A session cookie is copied; one copy logs out on
 one worker.  That worker refuses the other copy on the very next request;
 the other worker hears of it by Redis pub/sub and refuses it within
-:data:`PROPAGATION` seconds, in proxy mode and in forward-auth; a worker
+:data:`tests.security.support.PROPAGATION` seconds, in proxy mode and in forward-auth; a worker
 started later loads it from Redis.  Redis holds, and publishes, only an HMAC
 of the session id, for no longer than the session could still be presented;
 it is never asked while a session is checked, so sessions pass while it is
@@ -17,7 +17,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from tests.security.support import (
     api_session,
     assert_not_upstream_content,
     assert_refused,
+    eventually,
     get,
 )
 from tests.support.gateway import GatewayProcess, cookie_value
@@ -41,7 +42,6 @@ from verifiers.base import AssuranceLevel
 
 SESSION = "__Host-agegate"
 PROTECTED = "/echo/wine/red"
-PROPAGATION = 2.0  # seconds within which another worker must refuse a logged-out copy
 SITE_SETTINGS = {"rate_limit": 0, "trusted_proxies": ["127.0.0.1/32"]}
 
 
@@ -147,17 +147,6 @@ def _assert_logged_out(response: RawResponse) -> None:
     assert cookie_value(response.header_list("set-cookie"), SESSION) == ""
 
 
-def _eventually(check: Callable[[], RawResponse], status: int) -> RawResponse:
-    """Poll until the answer has ``status``; fail after :data:`PROPAGATION` seconds."""
-    deadline = time.monotonic() + PROPAGATION
-    while True:
-        response = check()
-        if response.status == status or time.monotonic() > deadline:
-            assert response.status == status, response
-            return response
-        time.sleep(0.02)
-
-
 def test_copied_cookie_is_refused_after_logout_on_another_worker(site: Site) -> None:
     cookie = _session(site.first)
     copy = str(cookie)
@@ -168,7 +157,7 @@ def test_copied_cookie_is_refused_after_logout_on_another_worker(site: Site) -> 
     assert_refused(refused, {401})
     assert json.loads(refused.body)["reason"] == "no_session"
     # ...and within the propagation bound on the other one.
-    refused = _eventually(lambda: get(site.second, PROTECTED, [_jar(copy)]), 401)
+    refused = eventually(lambda: get(site.second, PROTECTED, [_jar(copy)]), 401)
     assert_not_upstream_content(refused)
     assert json.loads(refused.body)["reason"] == "no_session"
     status = get(site.second, "/.agegate/status", [_jar(copy)])
@@ -182,7 +171,7 @@ def test_copied_cookie_is_refused_by_forward_auth_after_logout(site: Site) -> No
     assert _authz(site.second, cookie).status == 200
     _assert_logged_out(_logout(site.first, cookie))
     assert _authz(site.first, cookie).status == 401
-    refused = _eventually(lambda: _authz(site.second, cookie), 401)
+    refused = eventually(lambda: _authz(site.second, cookie), 401)
     assert refused.header("x-agegate-age-over") is None
 
 
@@ -202,7 +191,7 @@ def test_other_sessions_survive_a_logout(site: Site) -> None:
     mine, other = _session(site.first), _session(site.first)
     _assert_logged_out(_logout(site.second, mine))
     assert get(site.second, PROTECTED, [_jar(mine)]).status == 401
-    _eventually(lambda: get(site.first, PROTECTED, [_jar(mine)]), 401)
+    eventually(lambda: get(site.first, PROTECTED, [_jar(mine)]), 401)
     assert get(site.second, PROTECTED, [_jar(other)]).status == 200
     assert get(site.first, PROTECTED, [_jar(other)]).status == 200
 
@@ -302,7 +291,7 @@ def test_cookie_without_session_id_is_accepted_and_revocable(site: Site) -> None
     assert get(site.second, PROTECTED, [_jar(legacy)]).status == 200
     _assert_logged_out(_logout(site.first, legacy))
     assert get(site.first, PROTECTED, [_jar(legacy)]).status == 401
-    _eventually(lambda: get(site.second, PROTECTED, [_jar(legacy)]), 401)
+    eventually(lambda: get(site.second, PROTECTED, [_jar(legacy)]), 401)
 
 
 def test_logout_revokes_within_the_process_with_the_memory_store(
@@ -323,7 +312,7 @@ def test_redis_down_sessions_pass_and_earlier_logouts_hold(
         with first, second:
             kept, revoked, during = _session(first), _session(first), _session(first)
             _assert_logged_out(_logout(first, revoked))
-            _eventually(lambda: get(second, PROTECTED, [_jar(revoked)]), 401)
+            eventually(lambda: get(second, PROTECTED, [_jar(revoked)]), 401)
             redis.kill()
             started = time.monotonic()
             # Redis is never on a session's path: sessions keep passing, fast...
