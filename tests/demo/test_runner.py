@@ -255,11 +255,11 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-@pytest.fixture(params=["example-policy", "test-policy"])
-def demo(request: pytest.FixtureRequest, policy: Path, tmp_path: Path) -> Iterator[Demo]:
-    """The demo as `agegate demo` runs it (policies/example.yaml), and with this file's policy."""
+@contextlib.contextmanager
+def _running_demo(policy: Path | None, tmp_path: Path) -> Iterator[Demo]:
+    """The demo (``policy`` None: policies/example.yaml) once all three servers listen."""
     (tmp_path / "tmp").mkdir()
-    running = Demo(None if request.param == "example-policy" else policy, tmp_path / "tmp")
+    running = Demo(policy, tmp_path / "tmp")
     try:
         # All three, not only the gateway: they start side by side, and a test that
         # reached the verifier before it listened failed (and once, in teardown, hung).
@@ -269,6 +269,13 @@ def demo(request: pytest.FixtureRequest, policy: Path, tmp_path: Path) -> Iterat
     finally:
         if running.process.poll() is None:
             running.kill_all()
+
+
+@pytest.fixture(params=["example-policy", "test-policy"])
+def demo(request: pytest.FixtureRequest, policy: Path, tmp_path: Path) -> Iterator[Demo]:
+    """The demo as `agegate demo` runs it (policies/example.yaml), and with this file's policy."""
+    with _running_demo(None if request.param == "example-policy" else policy, tmp_path) as running:
+        yield running
 
 
 def _hidden(page: str, name: str) -> str:
@@ -438,15 +445,8 @@ def _eu_av_web_wallet(demo: Demo, birth_date: str) -> httpx.Response:
 @pytest.fixture
 def example_demo(tmp_path: Path) -> Iterator[Demo]:
     """The demo with policies/example.yaml only (it offers the eu-av wallet)."""
-    (tmp_path / "tmp").mkdir()
-    running = Demo(None, tmp_path / "tmp")
-    try:
-        for port in (running.ports.shop, running.ports.verifier, running.ports.gateway):
-            wait_for_port(port, timeout=30)
+    with _running_demo(None, tmp_path) as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            running.kill_all()
 
 
 def test_demo_eu_av_web_wallet_lets_an_adult_in_and_refuses_a_child(example_demo: Demo) -> None:
