@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,9 @@ import jwt
 
 from tests.support.gateway import DEFAULT_POLICY, GatewayProcess, session_cookie
 from tests.support.rawhttp import RawResponse, request
-from tests.support.wallet import browser_get
+from tests.support.wallet import browser_get, wallet_challenge
 from tests.verifiers.privacy_pass.harness import ReferenceProcess
+from verifiers.reference.wallet import Wallet, parse_request, submit
 
 __all__ = ["Run", "Setup", "canary", "visitor_headers"]
 
@@ -87,6 +89,30 @@ def visitor_headers(run: Run) -> list[tuple[bytes, bytes]]:
     run.client_values += [agent, ref]
     referer = f"https://ref.example/search?q={ref}".encode()
     return [(b"User-Agent", agent.encode()), (b"Referer", referer)]
+
+
+def answer_wallet(
+    run: Run,
+    path: str,
+    wallet: Wallet,
+    overrides: Mapping[str, object],
+    secrets_of: Callable[[str], list[str]],
+) -> tuple[str, int, dict[str, Any]]:
+    """A browser challenge for ``path``, then ``wallet``'s direct_post answer to it.
+
+    Every secret of the exchange joins ``run.secrets``: the challenge cookie,
+    the request's nonce and state, the presentation and ``secrets_of`` it.
+    Returns the challenge cookie and the gateway's status and JSON answer.
+    """
+    challenge = wallet_challenge(run.gw, path)
+    run.keep(challenge.page)
+    wallet_request = parse_request(challenge.request_uri)
+    vp_token = wallet.answer(wallet_request, overrides)
+    presentation = vp_token["age"][0]
+    run.secrets += [challenge.cookie, wallet_request.nonce, wallet_request.state, presentation,
+                    *secrets_of(presentation)]  # fmt: skip
+    status, body = submit(wallet_request, vp_token)
+    return challenge.cookie, status, body
 
 
 def complete_wallet_session(run: Run, path: str, cookie: str, body: dict[str, Any]) -> None:

@@ -18,11 +18,10 @@ from urllib.parse import quote
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.security.canary import Run, Setup, canary, complete_wallet_session
+from tests.security.canary import Run, Setup, answer_wallet, canary, complete_wallet_session
 from tests.support.eu_av import EU_AV_POLICY, eu_av_verifiers
-from tests.support.wallet import wallet_challenge
 from verifiers.reference.mdoc import Defects, IssuedMdoc, MdocTestIssuer
-from verifiers.reference.wallet import Wallet, parse_request, submit
+from verifiers.reference.wallet import Wallet
 
 __all__ = ["drive_eu_av", "prepare_eu_av"]
 
@@ -59,17 +58,9 @@ def _key_secrets(mdoc: IssuedMdoc) -> list[str]:
 def _answer(
     run: Run, path: str, mdoc: IssuedMdoc, **overrides: object
 ) -> tuple[str, int, dict[str, object]]:
-    challenge = wallet_challenge(run.gw, path)
-    run.keep(challenge.page)
-    wallet_request = parse_request(challenge.request_uri)
     wallet = Wallet()
     wallet.add_mdoc(mdoc)
-    vp_token = wallet.answer(wallet_request, overrides)
-    presentation = vp_token["age"][0]
-    run.secrets += [challenge.cookie, wallet_request.nonce, wallet_request.state, presentation,
-                    *_key_secrets(mdoc)]  # fmt: skip
-    status, body = submit(wallet_request, vp_token)
-    return challenge.cookie, status, body
+    return answer_wallet(run, path, wallet, overrides, lambda _: _key_secrets(mdoc))
 
 
 def drive_eu_av(run: Run) -> None:

@@ -13,11 +13,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.security.canary import Run, Setup, canary, complete_wallet_session
-from tests.support.gateway import AUTHORIZE_URL, ISSUER
-from tests.support.wallet import WALLET_POLICY, wallet_challenge
+from tests.security.canary import Run, Setup, answer_wallet, canary, complete_wallet_session
+from tests.support.gateway import token_verifier_settings
+from tests.support.wallet import WALLET_POLICY
 from verifiers.reference.sd_jwt_issuer import TEST_VCT, ReferenceSdJwtIssuer
-from verifiers.reference.wallet import Wallet, parse_request, submit
+from verifiers.reference.wallet import Wallet
 
 __all__ = ["drive_sd_jwt_vc", "prepare_sd_jwt_vc"]
 
@@ -33,13 +33,7 @@ def prepare_sd_jwt_vc(stack: ExitStack, directory: Path, port: int) -> Setup:
     _PARTIES[port] = (issuer, wallet)
     stack.callback(_PARTIES.pop, port, None)
     verifiers = {
-        "test-token": {
-            "kind": "age-token",
-            "issuer": ISSUER,
-            "jwks_file": "jwks.json",
-            "algorithms": ["ES256"],
-            "authorize_url": AUTHORIZE_URL,
-        },
+        "test-token": token_verifier_settings(),
         "eu-pid": {"kind": "sd-jwt-vc", "vct": [TEST_VCT], "trust_anchors": str(anchors)},
     }
     return Setup(policy=WALLET_POLICY, settings={"verifiers": verifiers})
@@ -49,17 +43,11 @@ def _answer(
     run: Run, path: str, issued: str, **overrides: object
 ) -> tuple[str, int, dict[str, object]]:
     wallet = _PARTIES[run.gw.port][1]
-    challenge = wallet_challenge(run.gw, path)
-    run.keep(challenge.page)
-    wallet_request = parse_request(challenge.request_uri)
     wallet.credentials.clear()
     wallet.add("dc+sd-jwt", issued)
-    vp_token = wallet.answer(wallet_request, overrides)
-    presentation = vp_token["age"][0]
-    run.secrets += [challenge.cookie, wallet_request.nonce, wallet_request.state, presentation,
-                    *[part for part in presentation.split("~") if part]]  # fmt: skip
-    status, body = submit(wallet_request, vp_token)
-    return challenge.cookie, status, body
+    return answer_wallet(
+        run, path, wallet, overrides, lambda vp: [part for part in vp.split("~") if part]
+    )
 
 
 def drive_sd_jwt_vc(run: Run) -> None:
