@@ -170,8 +170,7 @@ class FastExchange:
             else:
                 return
             if conn.complete:
-                clean = not conn.chunks
-                self._finish(reusable=clean)
+                self._finish(reusable=True)  # every byte of it was taken above
                 exchange.write_body(data, False)
                 self.logged = True
                 client = exchange.scope["client"]
