@@ -159,7 +159,6 @@ class Evaluator:
         rule: Rule,
         peer: str | None,
         headers: Sequence[tuple[bytes, bytes]],
-        now: float | None = None,
     ) -> Decision | None:
         """The decision :meth:`evaluate` would make for a request matched to ``rule``,
         when it is an allow made without a wait.
@@ -167,16 +166,15 @@ class Evaluator:
         Allow rules, and protected rules with a session already opened and
         cached; None for everything else (no session yet, a challenge, a denial,
         a revoked set to ask the store about), which :meth:`evaluate` then decides.
-        The jurisdiction header, and the clock when ``now`` is None, are read
-        only when a session is checked: public rules need neither.
+        The jurisdiction header and the clock are read only when a session is
+        checked: public rules need neither.
         """
         action = rule.action
         if action is _ALLOW_ACTION:
             return rule.verdicts.public
         if action is not _REQUIRE_ACTION or rule.requirement is None:
             return None  # a denial: the ordinary path answers it
-        if now is None:
-            now = time.time()
+        now = time.time()
         session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
         if session is None:
             return None
