@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.core.cookies import get_cookie, set_cookie
+from gateway.core.cookies import first_cookie_header, get_cookie, set_cookie
 from gateway.core.forwarding import Network, is_trusted
 from gateway.core.headers import header_value
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
@@ -174,8 +174,14 @@ class Evaluator:
             return rule.verdicts.public
         if action is not _REQUIRE_ACTION or rule.requirement is None:
             return None  # a denial: the ordinary path answers it
+        header = first_cookie_header(headers)
+        if header is None:
+            return None  # no session: the ordinary path challenges
         now = time.time()
-        session = self.revocation.peek(get_cookie(headers, SESSION_COOKIE), now)
+        # The usual header, our cookie alone, is looked up whole; any other is read.
+        session = self.revocation.peek_header(header, now) or self.revocation.peek(
+            get_cookie(headers, SESSION_COOKIE), now
+        )
         if session is None:
             return None
         # decide_for_rule for a REQUIRE rule, without the calls around it.

@@ -56,6 +56,7 @@ __all__ = [
     "SessionCodec",
     "new_session_id",
     "safe_return_path",
+    "session_cookie_of",
 ]
 
 SESSION_COOKIE = "__Host-agegate"
@@ -65,6 +66,8 @@ MAX_RETURN_PATH = 2048
 DEFAULT_SESSION_CACHE = 4096
 
 OnInvalid = Callable[[str], None]
+# A Cookie header value holding the session cookie alone starts with this.
+_HEADER_PREFIX = f"{SESSION_COOKIE}=".encode("ascii")
 
 _VERSION = "v1"
 _NONCE_BYTES = 12
@@ -74,6 +77,11 @@ _MAX_COOKIE_CHARS = 4096
 _KID_RE = re.compile(r"[0-9a-f]{8}")
 _SESSION_ID_BYTES = 16
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+def session_cookie_of(header: bytes) -> str:
+    """The value of a ``Cookie`` header ``__Host-agegate=<value>`` (see peek_header)."""
+    return header[len(_HEADER_PREFIX) :].decode("latin-1")
 
 
 def new_session_id() -> str:
@@ -203,11 +211,13 @@ class SessionCodec:
     lookup and one expiry check instead of an AES-GCM open and a JSON parse.
     Only authentic cookies that opened are kept (junk cannot fill it), at most
     ``cache_size`` of them (oldest out first), expiry is checked again on every
-    hit, and :meth:`use_keys` empties it.  This is the one place in the process
-    where cookie text outlives its request.
+    hit, and :meth:`use_keys` empties it.  The fast path also finds them by the
+    whole ``Cookie`` header when that holds our cookie alone
+    (:meth:`peek_header`), kept the same way.  This is the one place in the
+    process where cookie text outlives its request, and only our own cookie's.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_sealer")
+    __slots__ = ("_cache", "_cache_size", "_headers", "_sealer")
 
     def __init__(
         self,
@@ -225,6 +235,9 @@ class SessionCodec:
         # Only successful opens are cached, emptied when the keys change (use_keys),
         # and expiry is checked again on every use.  Bounded (oldest dropped).
         self._cache: dict[str, SessionClaims] = {}
+        # The same claims by the exact Cookie header holding that cookie alone
+        # (``__Host-agegate=<value>``, see peek_header): same bound, same clearing.
+        self._headers: dict[bytes, SessionClaims] = {}
         self._cache_size = cache_size
 
     @property
@@ -240,6 +253,7 @@ class SessionCodec:
         """
         self._sealer = self._sealer.rekeyed(keys)
         self._cache.clear()
+        self._headers.clear()
 
     def seal(self, claims: SessionClaims) -> str:
         """The cookie value carrying exactly the fields of ``claims``."""
@@ -284,6 +298,32 @@ class SessionCodec:
         cached = self._cache.get(value) if value else None
         if cached is not None and now < cached.expires_at:
             return cached
+        return None
+
+    def peek_header(self, header: bytes, now: float) -> SessionClaims | None:
+        """:meth:`peek` for a request's first ``Cookie`` header, when it holds our cookie alone.
+
+        For ``__Host-agegate=<value>`` with ``<value>`` already opened, the
+        claims of ``<value>``: an authentic value has no ``;``, blank or quote,
+        so :func:`~gateway.core.cookies.get_cookie` reads exactly ``<value>``
+        from that header.  The header is then kept with its claims, so the next
+        request carrying it costs one dict lookup instead of finding the cookie
+        in the header.  None for any other header (the caller reads the cookie
+        out of it and asks :meth:`peek`).  As :meth:`peek`: no decryption, and
+        nothing counted.
+        """
+        claims = self._headers.get(header)
+        if claims is None:
+            if not header.startswith(_HEADER_PREFIX):
+                return None
+            claims = self._cache.get(session_cookie_of(header))
+            if claims is None:
+                return None
+            if len(self._headers) >= self._cache_size:
+                del self._headers[next(iter(self._headers))]
+            self._headers[header] = claims
+        if now < claims.expires_at:
+            return claims
         return None
 
     def expired(self, value: str | None, now: float) -> bool:

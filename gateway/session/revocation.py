@@ -51,7 +51,7 @@ from typing import Literal
 
 from gateway.errors import StoreUnavailable
 from gateway.policy.facts import SessionClaims
-from gateway.session.codec import SessionCodec
+from gateway.session.codec import SessionCodec, session_cookie_of
 from gateway.stores.base import RETENTION_MARGIN, RevocationSink, Store
 
 __all__ = [
@@ -264,6 +264,20 @@ class SessionRevocation:
         # RevokedSet.__bool__ without the call: nothing held and nothing lost.
         if claims is None or not (revoked._entries or revoked._lossy_until > 0.0):
             return claims
+        return self._unless_revoked(claims, cookie, now)
+
+    def peek_header(self, header: bytes, now: float) -> SessionClaims | None:
+        """:meth:`peek` for a first ``Cookie`` header holding the session cookie alone
+        (:meth:`SessionCodec.peek_header`); None for any other header."""
+        claims = self._codec.peek_header(header, now)
+        revoked = self._revoked
+        if claims is None or not (revoked._entries or revoked._lossy_until > 0.0):
+            return claims
+        return self._unless_revoked(claims, session_cookie_of(header), now)
+
+    def _unless_revoked(
+        self, claims: SessionClaims, cookie: str | None, now: float
+    ) -> SessionClaims | None:
         if not self._enabled or cookie is None:
             return claims
         if self._revoked.lossy(now) or self._held(self.digests(claims, cookie), now):

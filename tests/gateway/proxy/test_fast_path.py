@@ -157,10 +157,30 @@ CASES = [
     (request("GET", "/echo/old", version="1.0"), True),
     (request("GET", "/echo/wine/red", f"Cookie: a=1; {SESSION_COOKIE}={SESSION}; b=2"), True),
     (request("HEAD", "/echo/spirits/x", f"Cookie: {SESSION_COOKIE}={SESSION}"), True),
+    # Two Cookie headers: the first holding ours decides (it is looked up whole there).
+    (
+        request(
+            "GET",
+            "/echo/spirits/x",
+            f"Cookie: {SESSION_COOKIE}={SESSION}",
+            f"Cookie: {SESSION_COOKIE}={LOW}",
+        ),
+        True,
+    ),
+    (request("GET", "/echo/wine/red", f'Cookie: {SESSION_COOKIE}="{SESSION}"'), True),
     # Everything below takes the ordinary path on both gateways.
     (request("GET", "/echo/wine/red"), False),  # no session: a challenge
     (request("GET", "/echo/wine/red", "Accept: text/html"), False),
     (request("GET", "/echo/spirits/x", f"Cookie: {SESSION_COOKIE}={LOW}"), False),
+    (
+        request(
+            "GET",
+            "/echo/spirits/x",
+            f"Cookie: {SESSION_COOKIE}={LOW}",
+            f"Cookie: {SESSION_COOKIE}={SESSION}",
+        ),
+        False,
+    ),
     (request("GET", "/echo/closed/x"), False),  # denied
     (request("GET", "/.agegate/status"), False),
     (request("GET", "/echo/%2Fx"), False),  # refused before matching
@@ -273,6 +293,9 @@ _cookie_header = st.sampled_from(
         "",
         f"{SESSION_COOKIE}={SESSION}",
         f"x=1; {SESSION_COOKIE}={LOW}",
+        f"{SESSION_COOKIE}={LOW}",
+        f'{SESSION_COOKIE}="{SESSION}"; x=1',
+        f"{SESSION_COOKIE}={SESSION}; {SESSION_COOKIE}={LOW}",
         "x=1",
         f"{SESSION_COOKIE}=junk",
     ]

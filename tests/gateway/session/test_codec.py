@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gateway.session.codec as session_module
+from gateway.core.cookies import get_cookie
 from gateway.errors import ConfigError
 from gateway.policy.facts import SessionClaims
 from gateway.session.codec import (
@@ -603,3 +604,65 @@ def test_the_cache_is_bounded_and_holds_only_cookies_that_opened() -> None:
     assert all(isinstance(v, SessionClaims) for v in codec._cache.values())
     with pytest.raises(ValueError, match="cache_size"):
         SessionCodec((KEY_A,), AUDIENCE, cache_size=0)
+
+
+def test_peek_header_finds_an_opened_cookie_by_its_whole_header_and_nothing_else() -> None:
+    # The fast path looks the usual Cookie header (our cookie alone) up whole: it must
+    # answer exactly what reading the cookie out of the header and peek() would.
+    codec = SessionCodec((KEY_A,), AUDIENCE, cache_size=2)
+    claims = _cache_claims(NOW, ttl=10)
+    value = codec.seal(claims)
+    header = f"{SESSION_COOKIE}={value}".encode()
+    assert codec.peek_header(header, NOW) is None  # never opened: peek decrypts nothing
+    assert codec.open(value, NOW) == claims
+    assert codec.peek_header(header, NOW) == claims
+    assert codec.peek_header(header, NOW + 5) == claims  # now from the header's own entry
+    assert codec.peek_header(header, NOW + 10) is None  # expiry checked on every hit
+    for other in (
+        f'{SESSION_COOKIE}="{value}"'.encode(),  # quoted: read by get_cookie, not here
+        f"{SESSION_COOKIE}= {value}".encode(),
+        f"{SESSION_COOKIE}={value}; theme=dark".encode(),
+        f"theme=dark; {SESSION_COOKIE}={value}".encode(),
+        f"{CHALLENGE_COOKIE}={value}".encode(),
+        f"{SESSION_COOKIE}={value[:-1]}".encode(),
+        value.encode(),
+        b"",
+    ):
+        assert codec.peek_header(other, NOW) is None, other
+    assert list(codec._headers) == [header]  # only the whole-header form is kept
+    codec.use_keys((KEY_B,))
+    assert codec.peek_header(header, NOW) is None  # key change: forgotten with the cache
+    assert codec._headers == {}
+
+
+def test_peek_header_entries_are_bounded_like_the_cache() -> None:
+    codec = SessionCodec((KEY_A,), AUDIENCE, cache_size=3)
+    values = [codec.seal(_cache_claims(NOW, ttl=60 + i)) for i in range(5)]
+    headers = [f"{SESSION_COOKIE}={v}".encode() for v in values]
+    for value, header in zip(values, headers, strict=True):
+        assert codec.open(value, NOW) is not None
+        assert codec.peek_header(header, NOW) is not None
+    assert list(codec._headers) == headers[2:]  # oldest out first
+
+
+@given(
+    before=st.lists(st.sampled_from(["theme=dark", "a", " ", "", f"{SESSION_COOKIE}=x"])),
+    spacing=st.sampled_from(["", " ", "\t", '"']),
+    after=st.lists(st.sampled_from(["theme=dark", "", f"{SESSION_COOKIE}=y"])),
+)
+def test_peek_header_agrees_with_reading_the_cookie(
+    before: list[str], spacing: str, after: list[str]
+) -> None:
+    # Whatever the header around our cookie, peek_header either answers None or
+    # exactly what get_cookie + peek answer for it.
+    codec = SessionCodec((KEY_A,), AUDIENCE)
+    value = codec.seal(_cache_claims(NOW))
+    assert codec.open(value, NOW) is not None
+    quote = '"' if spacing == '"' else ""
+    ours = f"{SESSION_COOKIE}={spacing if not quote else ''}{quote}{value}{quote}"
+    header = "; ".join([*before, ours, *after]).encode()
+    found = codec.peek_header(header, NOW)
+    read = codec.peek(get_cookie([(b"cookie", header)], SESSION_COOKIE), NOW)
+    assert found is None or found == read
+    if not before and not after and not spacing:
+        assert found is not None and found == read  # the usual header is answered here

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import StoreUnavailable
 from gateway.policy.facts import SessionClaims
-from gateway.session.codec import SessionCodec, new_session_id
+from gateway.session.codec import SESSION_COOKIE, SessionCodec, new_session_id
 from gateway.session.nonces import derive_key
 from gateway.session.revocation import REVOKED_NAMESPACE, RevokedSet, SessionRevocation
 from gateway.stores.base import RETENTION_MARGIN, RevocationSink, record_digest
@@ -254,3 +254,19 @@ async def test_peek_refuses_a_session_revoked_under_a_previous_key() -> None:
     )
     assert revocation.peek(cookie, NOW) is None
     assert await revocation.open(cookie, NOW) is None
+
+
+async def test_peek_header_refuses_a_revoked_session_as_peek_does() -> None:
+    # The fast path's whole-header lookup must not outlive a logout either.
+    revocation, codec = _revocation(MemoryStore(STORE_KEY), previous_keys=[OLD_STORE_KEY])
+    claims = _claims()
+    cookie = codec.seal(claims)
+    header = f"{SESSION_COOKIE}={cookie}".encode()
+    assert claims.session_id is not None
+    assert await revocation.open(cookie, NOW) == claims
+    assert revocation.peek_header(header, NOW) == claims
+    revocation._received(
+        record_digest(OLD_STORE_KEY, REVOKED_NAMESPACE, claims.session_id), NOW + 600
+    )
+    assert revocation.peek_header(header, NOW) is None
+    assert revocation.peek(cookie, NOW) is None
