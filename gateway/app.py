@@ -40,6 +40,7 @@ class GatewayApp:
     def __init__(self, runtime: Runtime, proxy: Proxy) -> None:
         self.runtime = runtime
         self.proxy = proxy
+        proxy.session_cookie_headers = runtime.sessions.alone_headers
         evaluator, responder = _deciders(runtime)
         settings, metrics = runtime.settings, runtime.metrics
         self.gate = Gate(settings, metrics, evaluator, responder, proxy, _flow(runtime))

@@ -142,10 +142,9 @@ def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:
     reach the site, which is wider than what :func:`get_cookie` reads.
     """
     if value.find(b";") < 0:  # one item (say, only ours): no list to split and join
-        pair = value.strip()
-        if pair and pair.partition(b"=")[0].strip(_ANY_WHITESPACE) not in names:
-            return pair
-        return b""
+        if value.partition(b"=")[0].strip(_ANY_WHITESPACE) in names:
+            return b""  # the usual case on a protected route: nothing else to trim
+        return value.strip()
     kept = []
     for item in value.split(b";"):
         pair = item.strip()

@@ -24,7 +24,7 @@ the rules are written and tested once:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from functools import lru_cache
 
 from gateway.core.cache import BoundedCache
@@ -168,6 +168,7 @@ def upstream_request_headers(
     add: Headers,
     strip_auth_schemes: Collection[bytes] = CREDENTIAL_SCHEMES,
     cache: ForwardingCache | None = None,
+    dropped_cookie_headers: Container[bytes] = (),
 ) -> list[tuple[bytes, bytes]]:
     """The headers to send upstream for a client request with ``headers``.
 
@@ -181,6 +182,9 @@ def upstream_request_headers(
     (a :class:`BoundedCache` the caller keeps) remembers the ``Forwarded``/``X-Forwarded-*``
     headers per client address, scheme and host when no proxy chain is
     forwarded: they are the same for every request on a connection.
+    ``dropped_cookie_headers`` are ``Cookie`` values known to hold only cookies
+    in ``strip_cookie_names`` (the session codec's ``alone_headers``): such a
+    header goes without being parsed.
     """
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None  # headers named in Connection, removed at the end
@@ -192,8 +196,11 @@ def upstream_request_headers(
             out.append((name, value))
             continue
         if name == b"cookie" and strip_cookie_names:
-            # Not cached: a visitor's cookies are kept no longer than the request.
-            kept = strip_cookies(value, strip_cookie_names)
+            # Not cached: a visitor's cookies are kept no longer than the request.  A
+            # value holding only our cookie goes whole, without being parsed.
+            kept = (
+                b"" if value in dropped_cookie_headers else strip_cookies(value, strip_cookie_names)
+            )
             if kept:
                 out.append((name, kept))
             continue
@@ -207,9 +214,7 @@ def upstream_request_headers(
                 out.append((name, value))
             continue
         # find, not ``in``: cheaper on CPython 3.11 (see gateway.core.paths.canonical_path).
-        if name.find(b"_") >= 0 and _reads_as_ours(name):
-            continue
-        if name.startswith(_AGEGATE_PREFIX):
+        if (name.find(b"_") >= 0 and _reads_as_ours(name)) or name.startswith(_AGEGATE_PREFIX):
             continue
         if name in _PROXY_HEADERS or name.startswith(_FORWARDED_PREFIX):
             if not trusted_peer:

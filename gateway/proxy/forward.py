@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Container, Iterable, Sequence
 from urllib.parse import quote
 
 from gateway.core.cache import BoundedCache
@@ -154,6 +154,8 @@ class Proxy:
         self._trusted = tuple(trusted_proxies)
         self._forward_client_ip = forward_client_ip
         self._strip_cookies = frozenset(strip_cookie_names)
+        # Cookie headers known to hold only our session cookie (SessionCodec.alone_headers).
+        self.session_cookie_headers: Container[bytes] = ()
         self.credential_schemes = CREDENTIAL_SCHEMES  # plus the plug-ins' (add_credential_scheme)
         self._max_body = max_request_body
         self._buffer_size = request_buffer_size
@@ -307,6 +309,7 @@ class Proxy:
             add=add_headers,
             strip_auth_schemes=self.credential_schemes,
             cache=self._forwarding,
+            dropped_cookie_headers=self.session_cookie_headers,
         )
 
     async def forward(

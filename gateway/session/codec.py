@@ -31,7 +31,7 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -244,6 +244,12 @@ class SessionCodec:
     def cached(self) -> int:
         """How many opened cookies are cached now (for tests and metrics)."""
         return len(self._cache)
+
+    @property
+    def alone_headers(self) -> Container[bytes]:
+        """``Cookie`` header values known to hold the session cookie alone (see
+        :meth:`peek_header`), live: the proxy sends nothing of one upstream."""
+        return self._headers.keys()
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Seal with ``keys[0]`` and open with every key from now on (hot reload).

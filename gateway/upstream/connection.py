@@ -28,6 +28,7 @@ from gateway.upstream.base import unavailable, upstream_timeout
 __all__ = ["Connection", "ConnectionOwner", "ResponseSink"]
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)  # only these can be one
 _HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
 
 
@@ -192,7 +193,7 @@ class Connection(asyncio.Protocol):
         else:
             framed = False
             for name, _ in self.headers:
-                if name.lower() in _FRAMING:
+                if len(name) in _FRAMING_LENGTHS and name.lower() in _FRAMING:
                     framed = True
                     break
             if not framed:

@@ -375,3 +375,23 @@ def test_trusted_peer_forwarded_host_is_normalised_or_replaced():
     assert value(odd, b"x-forwarded-host") == [b"shop.example"]
     spelled = build([(b"x-forwarded-host", b"WWW.Shop.Example.:443")], trusted=True)
     assert value(spelled, b"x-forwarded-host") == [b"www.shop.example:443"]
+
+
+def test_a_cookie_header_known_to_hold_only_our_cookie_goes_unparsed() -> None:
+    # The session codec's alone_headers: such a value is dropped whole; any other
+    # Cookie header is still stripped item by item.
+    ours = b"__Host-agegate=v1.abcdef01.xyz"
+    theirs = b"__Host-agegate=v1.abcdef01.xyz; theme=dark"
+    out = upstream_request_headers(
+        [(b"host", b"shop.example"), (b"cookie", ours), (b"cookie", theirs)],
+        client_ip="127.0.0.1",
+        scheme="http",
+        host=b"shop.example",
+        trusted_peer=False,
+        forward_client_ip=False,
+        strip_cookie_names=(b"__Host-agegate",),
+        add=(),
+        dropped_cookie_headers={ours},
+    )
+    assert [v for k, v in out if k == b"cookie"] == [b"theme=dark"]
+    assert b"v1.abcdef01" not in b"".join(v for _, v in out)

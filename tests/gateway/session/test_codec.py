@@ -630,9 +630,12 @@ def test_peek_header_finds_an_opened_cookie_by_its_whole_header_and_nothing_else
     ):
         assert codec.peek_header(other, NOW) is None, other
     assert list(codec._headers) == [header]  # only the whole-header form is kept
+    alone = codec.alone_headers  # live: what the proxy drops without parsing
+    assert header in alone and f"{SESSION_COOKIE}={value}; x=1".encode() not in alone
     codec.use_keys((KEY_B,))
     assert codec.peek_header(header, NOW) is None  # key change: forgotten with the cache
     assert codec._headers == {}
+    assert header not in alone
 
 
 def test_peek_header_entries_are_bounded_like_the_cache() -> None:
