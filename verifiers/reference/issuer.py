@@ -33,7 +33,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -94,11 +94,20 @@ class IssuerKey:
     not_before: int | None = None
 
 
-def generate_issuer_key(threshold: int) -> IssuerKey:
-    """A fresh 2048-bit key (e = 65537) for ``threshold``."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    numbers = private.public_key().public_numbers()
-    return IssuerKey(threshold, private, IssuerPublicKey.from_numbers(numbers.n, numbers.e))
+def generate_issuer_key(threshold: int, *, unlike: Iterable[IssuerKey] = ()) -> IssuerKey:
+    """A fresh 2048-bit key (e = 65537) for ``threshold``.
+
+    Its truncated token key id differs from every key's in ``unlike``: an
+    issuer finds the key a TokenRequest names by that one byte (RFC 9578
+    §6.5), so keys served together must not share it.
+    """
+    taken = {key.public.truncated_id for key in unlike}
+    while True:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = private.public_key().public_numbers()
+        public = IssuerPublicKey.from_numbers(numbers.n, numbers.e)
+        if public.truncated_id not in taken:
+            return IssuerKey(threshold, private, public)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -119,6 +128,7 @@ def load_issuer_keys(
     """
     directory.mkdir(parents=True, exist_ok=True)
     keys: list[tuple[float, IssuerKey]] = []
+    named: dict[int, Path] = {}  # truncated token key id -> the file holding that key
     for path in sorted(directory.iterdir()):
         match = _KEY_FILE.match(path.name)
         if not match:
@@ -128,16 +138,21 @@ def load_issuer_keys(
             raise ValueError(f"{path}: expected a 2048-bit RSA private key")
         numbers = private.public_key().public_numbers()
         public = IssuerPublicKey.from_numbers(numbers.n, numbers.e)
+        # A TokenRequest names its key by one byte (RFC 9578 §6.5): two keys sharing
+        # it could not be told apart, and the wrong one would sign.
+        same = named.get(public.truncated_id)
+        if same is not None:
+            raise ValueError(
+                f"{path}: its truncated token key id ({public.truncated_id}) is also"
+                f" {same.name}'s; replace one of the two keys"
+            )
+        named[public.truncated_id] = path
         keys.append((path.stat().st_mtime, IssuerKey(int(match.group(1)), private, public)))
     have = {key.threshold for _, key in keys}
     for threshold in thresholds:
         if threshold in have:
             continue
-        while True:
-            key = generate_issuer_key(threshold)
-            # Distinct truncated ids, so a TokenRequest names one key (RFC 9578 §6.5).
-            if all(k.public.truncated_id != key.public.truncated_id for _, k in keys):
-                break
+        key = generate_issuer_key(threshold, unlike=[k for _, k in keys])
         pem = key.private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

@@ -9,7 +9,9 @@ from verifiers.reference.issuer import IssuerKey, generate_issuer_key
 
 @pytest.fixture(scope="session")
 def issuer_keys() -> dict[int, IssuerKey]:
-    return {18: generate_issuer_key(18), 21: generate_issuer_key(21)}
+    # Distinct truncated ids, as an issuer's keys have (random ones share it 1 time in 256).
+    over18 = generate_issuer_key(18)
+    return {18: over18, 21: generate_issuer_key(21, unlike=[over18])}
 
 
 @pytest.fixture(scope="session")

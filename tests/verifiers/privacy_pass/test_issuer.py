@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
@@ -17,7 +19,12 @@ from verifiers.privacy_pass.structs import (
 )
 from verifiers.reference import ReferenceConfig, build_reference_app
 from verifiers.reference.app import ACCESS_LOGGER
-from verifiers.reference.issuer import Attestations, IssuerKey, load_issuer_keys
+from verifiers.reference.issuer import (
+    Attestations,
+    IssuerKey,
+    generate_issuer_key,
+    load_issuer_keys,
+)
 
 ISSUER = "http://localhost:8081"
 NOW = 1_780_000_000.0
@@ -126,3 +133,24 @@ def test_key_directory_generates_then_reloads(tmp_path: Path) -> None:
     assert (tmp_path / "keys" / "pp-18.key.pem").stat().st_mode & 0o077 == 0
     again = load_issuer_keys(tmp_path / "keys", [18])
     assert again[0].public == first[0].public
+
+
+def test_key_directory_refuses_two_keys_one_token_request_could_not_tell_apart(
+    tmp_path: Path,
+) -> None:
+    # RFC 9578 §6.5: the issuer finds a TokenRequest's key by one byte. The same key
+    # under a second name is the simplest pair sharing it; the wrong key would sign.
+    directory = tmp_path / "keys"
+    load_issuer_keys(directory, [18])
+    (directory / "pp-18-copy.key.pem").write_bytes((directory / "pp-18.key.pem").read_bytes())
+    with pytest.raises(ValueError, match=r"pp-18.key.pem: its truncated token key id .*pp-18-copy"):
+        load_issuer_keys(directory, [18])
+
+
+def test_a_new_key_avoids_the_truncated_ids_it_is_told_of() -> None:
+    # Half of all ids taken: a key drawn without looking would land on one half the time.
+    taken = [
+        cast(IssuerKey, SimpleNamespace(public=SimpleNamespace(truncated_id=i))) for i in range(128)
+    ]
+    for _ in range(3):
+        assert generate_issuer_key(18, unlike=taken).public.truncated_id >= 128
