@@ -6,6 +6,8 @@
 #              net/http proxy, the stack Go identity proxies are built on
 #   allowed    agegate (1 worker) proxying it on a route the policy allows
 #   protected  agegate on a min_age route with a valid session cookie
+#   allowed-cookie  the allowed route with that same cookie (protected / this = the check
+#              alone; it runs after protected, as a visitor's public pages follow a proven one)
 # and print requests/s, p50, p99 and the ratios; JSON goes to loadtests/results/latest.json.
 # Then the paced rows: direct and allowed again, each connection thinking BENCH_THINK_MS
 # between requests (loadtests/think.lua), so latency is measured below capacity and
@@ -174,6 +176,8 @@ for ROUND in $(seq "$ROUNDS"); do
         SERVER_PID=$AGEGATE_PID run_wrk allowed "http://127.0.0.1:$GATEWAY_PORT/public/page"
         if [ -n "$cookie" ]; then
             SERVER_PID=$AGEGATE_PID run_wrk protected "$protected" -H "Cookie: $cookie"
+            SERVER_PID=$AGEGATE_PID run_wrk allowed-cookie \
+                "http://127.0.0.1:$GATEWAY_PORT/public/page" -H "Cookie: $cookie"
         fi
     fi
     if [ "$PACED" = 1 ]; then

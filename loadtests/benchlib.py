@@ -52,6 +52,7 @@ ROWS = (
     ("caddy", "caddy reverse_proxy (GOMAXPROCS=1)"),
     ("allowed", "agegate, allowed route"),
     ("protected", "agegate, protected route + session"),
+    ("allowed-cookie", "agegate, allowed route + session"),
 )
 # Paced rows (loadtests/think.lua): below capacity, so p99 is service time.
 PACED_ROWS = (
@@ -174,6 +175,8 @@ def report(directory: Path, out: Path) -> int:
         "agegate_allowed_over_nginx": ratio("allowed", "nginx"),
         "agegate_allowed_over_caddy": ratio("allowed", "caddy"),
         "agegate_protected_over_allowed": ratio("protected", "allowed"),
+        # The session check alone: both requests carry the same cookie.
+        "agegate_protected_over_allowed_with_cookie": ratio("protected", "allowed-cookie"),
         "agegate_added_p99_ms": added_p99("allowed"),
         "agegate_added_p99_ms_paced": added_p99("allowed-paced", "direct-paced"),
         "nginx_added_p99_ms_paced": added_p99("nginx-paced", "direct-paced"),
@@ -215,7 +218,8 @@ def report(directory: Path, out: Path) -> int:
     print(
         f"agegate/nginx = {_fmt(summary['agegate_allowed_over_nginx'], 3)} (target ≥ 0.35), "
         f"agegate/caddy = {_fmt(summary['agegate_allowed_over_caddy'], 3)} (≥ 1.2), "
-        f"protected/allowed = {_fmt(summary['agegate_protected_over_allowed'], 3)} (≥ 0.95), "
+        f"protected/allowed = {_fmt(summary['agegate_protected_over_allowed'], 3)} (≥ 0.95; "
+        f"same cookie on both {_fmt(summary['agegate_protected_over_allowed_with_cookie'], 3)}), "
         f"added p99 paced = {_fmt(summary['agegate_added_p99_ms_paced'], 2)} ms (≤ 2; "
         f"closed loop {_fmt(summary['agegate_added_p99_ms'], 2)} ms)"
     )

@@ -72,6 +72,8 @@ def test_report_gives_each_row_its_ratio_to_nginx_and_to_caddy(
         ("nginx", 4000.0),
         ("caddy", 1000.0),
         ("allowed", 1500.0),
+        ("protected", 1200.0),
+        ("allowed-cookie", 1250.0),
     ):
         (tmp_path / f"wrk-{name}-r1.txt").write_text(_wrk(rps, int(rps * 5), "1.00ms"))
     for name, p99 in (("direct-paced", "0.50ms"), ("caddy-paced", "0.90ms")):
@@ -82,7 +84,11 @@ def test_report_gives_each_row_its_ratio_to_nginx_and_to_caddy(
     allowed = document["runs"]["allowed"]
     assert (allowed["ratio_to_nginx"], allowed["ratio_to_caddy"]) == (0.375, 1.5)
     assert document["summary"]["agegate_allowed_over_caddy"] == 1.5
+    assert document["summary"]["agegate_protected_over_allowed"] == 0.8
+    assert document["summary"]["agegate_protected_over_allowed_with_cookie"] == 0.96
     assert document["summary"]["caddy_added_p99_ms_paced"] == 0.4
     table = capsys.readouterr().out
     assert "caddy reverse_proxy (GOMAXPROCS=1)" in table
     assert "agegate/caddy = 1.500" in table
+    assert "agegate, allowed route + session " in table
+    assert "same cookie on both 0.960" in table
