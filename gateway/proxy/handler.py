@@ -60,9 +60,9 @@ class FastTicket:
 
 
 _CACHE_KEY_BYTES = 512
-# A request's accepted host, normal authority, canonical path, that path as sent
-# upstream (without the query), and matched rule.
-_Route = tuple[str, bytes, str, bytes, Rule]
+# A request's normal authority, canonical path, that path as sent upstream (without
+# the query), and matched rule.
+_Route = tuple[bytes, str, bytes, Rule]
 
 
 class Gate:
@@ -256,7 +256,7 @@ class Gate:
         route = self._route(scope, headers)
         if route is None:
             return None
-        _, authority, path, target, rule = route
+        authority, path, target, rule = route
         client = scope.get("client")
         decision = self.evaluator.decide_now(rule, client[0] if client else None, headers)
         if decision is None:
@@ -270,8 +270,8 @@ class Gate:
         return FastTicket(record, authority, target, self.age_headers(requirement), True)
 
     def _route(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> _Route | None:
-        """The host, authority, canonical path (also as sent upstream) and rule of a request
-        the fast path may take.
+        """The authority, canonical path (also as sent upstream) and rule of a request the
+        fast path may take.
 
         :meth:`_target` and the policy's match, kept per (method, ``Host``, raw
         path) for the policy in force: all three are pure functions of those.
@@ -305,7 +305,7 @@ class Gate:
         if not (path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/")):
             rule = policy.match(method, host, path)
             if rule is not None:
-                route = (host, authority, path, upstream_target(path, b""), rule)
+                route = (authority, path, upstream_target(path, b""), rule)
         if (
             key is not None
             and raw_path is not None
