@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core import forwarding
 from gateway.core.cache import BoundedCache
+from gateway.core.cookies import strip_cookies
 from gateway.core.forwarding import (
     CREDENTIAL_SCHEMES,
     HOP_BY_HOP,
@@ -377,11 +381,20 @@ def test_trusted_peer_forwarded_host_is_normalised_or_replaced():
     assert value(spelled, b"x-forwarded-host") == [b"www.shop.example:443"]
 
 
-def test_a_cookie_header_known_to_hold_only_our_cookie_goes_unparsed() -> None:
+def test_a_cookie_header_known_to_hold_only_our_cookie_goes_unparsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The session codec's alone_headers: such a value is dropped whole; any other
     # Cookie header is still stripped item by item.
     ours = b"__Host-agegate=v1.abcdef01.xyz"
     theirs = b"__Host-agegate=v1.abcdef01.xyz; theme=dark"
+    parsed: list[bytes] = []
+
+    def counting(value: bytes, names: Collection[bytes]) -> bytes:
+        parsed.append(value)
+        return strip_cookies(value, names)
+
+    monkeypatch.setattr(forwarding, "strip_cookies", counting)
     out = upstream_request_headers(
         [(b"host", b"shop.example"), (b"cookie", ours), (b"cookie", theirs)],
         client_ip="127.0.0.1",
@@ -395,3 +408,4 @@ def test_a_cookie_header_known_to_hold_only_our_cookie_goes_unparsed() -> None:
     )
     assert [v for k, v in out if k == b"cookie"] == [b"theme=dark"]
     assert b"v1.abcdef01" not in b"".join(v for _, v in out)
+    assert parsed == [theirs]  # the listed value was dropped without strip_cookies
