@@ -6,9 +6,13 @@ policy package never sees a socket, a header list or a cookie string.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from verifiers.base import AssuranceLevel
+
+if TYPE_CHECKING:
+    from gateway.policy.model import Decision, SessionCheck
 
 __all__ = ["RequestFacts", "SessionClaims"]
 
@@ -36,3 +40,9 @@ class SessionClaims:
     # Random per session (16 bytes, base64url), only so a logout can revoke it server-side;
     # None for a cookie sealed before session ids existed.  Never derived from the visitor.
     session_id: str | None = None
+    # What each rule's check made of these claims while unexpired (SessionCheck.decide):
+    # that answer depends on the claims alone, so a session the codec keeps is decided
+    # once per check.  Policy decisions only: nothing of the cookie or the visitor.
+    decided: dict[SessionCheck, Decision] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )

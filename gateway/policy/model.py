@@ -20,6 +20,10 @@ from gateway.policy.facts import SessionClaims
 from gateway.policy.matcher import PathPattern, match_key
 from verifiers.base import AssuranceLevel
 
+# Checks whose answers one session keeps (SessionClaims.decided): a policy's rules and
+# jurisdictions, and those of a policy replaced while the session is cached.
+_DECIDED_BOUND = 64
+
 __all__ = [
     "Action",
     "Decision",
@@ -103,12 +107,14 @@ class Decision:
         return self.outcome if self.enforced else Outcome.ALLOW
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SessionCheck:
     """One requirement of one rule, compiled at load into its possible decisions.
 
     :meth:`decide` checks a session with a few comparisons and answers with a
-    :class:`Decision` built here once, so a protected request allocates nothing.
+    :class:`Decision` built here once, so a protected request allocates nothing;
+    what it made of unexpired claims is kept on them (``SessionClaims.decided``,
+    keyed by the check itself: equal only to itself, hashed by identity).
     The order of checks is :mod:`gateway.policy.decide`'s.
     """
 
@@ -152,6 +158,17 @@ class SessionCheck:
             return self.no_session
         if now >= session.expires_at:
             return self.session_expired
+        # With the expiry checked, the answer depends on the claims alone: made once per check.
+        decided = session.decided
+        decision = decided.get(self)
+        if decision is None:
+            if len(decided) >= _DECIDED_BOUND:
+                decided.clear()  # the checks of replaced policies, kept no longer
+            decision = decided[self] = self._judge(session)
+        return decision
+
+    def _judge(self, session: SessionClaims) -> Decision:
+        """The decision for unexpired ``session``."""
         if session.verifier not in self.verifiers:
             # Its claims, "under" included, carry no weight on this route.
             return self.verifier_not_accepted

@@ -32,7 +32,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -360,7 +360,8 @@ class SessionCodec:
         return claims
 
 
-_SESSION_FIELDS = frozenset(SessionClaims.__dataclass_fields__) - {"session_id"}
+# The sealed ones: not ``decided``, which is the policy's memo (not a claim).
+_SESSION_FIELDS = frozenset(f.name for f in fields(SessionClaims) if f.init) - {"session_id"}
 
 
 def _session_id(value: object) -> str:

@@ -16,7 +16,7 @@ from gateway.policy import (
     SessionClaims,
     decide,
 )
-from gateway.policy.model import Action, Mode
+from gateway.policy.model import _DECIDED_BOUND, Action, Mode, SessionCheck
 from verifiers.base import AssuranceLevel
 
 NOW = 1_700_000_000.0
@@ -282,3 +282,83 @@ def test_prebuilt_decisions_carry_the_rule_mode_and_requirement_in_force(
     if expected is not None and decision.outcome is Outcome.ALLOW:
         assert session is not None and max(session.age_over) >= expected.min_age
         assert session.assurance >= expected.assurance and expires > NOW
+
+
+def test_a_check_judges_claims_once_and_still_checks_expiry_every_time(
+    policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judged: list[str] = []
+    judge = SessionCheck._judge
+
+    def counting(check: SessionCheck, session: SessionClaims) -> Decision:
+        judged.append(check.allow.rule)
+        return judge(check, session)
+
+    monkeypatch.setattr(SessionCheck, "_judge", counting)
+    wine, beer = policy.rules[2].verdicts.default, policy.rules[3].verdicts.default
+    assert wine is not None and beer is not None
+    session = claims(over={18}, expires_at=NOW + 10)
+    for _ in range(3):
+        assert wine.decide(session, NOW) is wine.allow
+    assert judged == ["wine"]
+    assert session.decided == {wine: wine.allow}
+    # Past the expiry the kept allow is never the answer.
+    assert wine.decide(session, NOW + 10) is wine.session_expired
+    assert wine.decide(session, NOW + 11) is wine.session_expired
+    # Another check judges for itself.
+    assert beer.decide(session, NOW) is beer.allow
+    assert judged == ["wine", "shop-beer"]
+    # The memo is no claim: equality and hashing ignore it.
+    fresh = claims(over={18}, expires_at=NOW + 10)
+    assert fresh == session and hash(fresh) == hash(session) and fresh.decided == {}
+
+
+def test_a_new_policy_check_never_reuses_the_old_ones_answer(make_policy) -> None:
+    session = claims(over={18})
+    old = make_policy("- {name: r, path: /**, min_age: 18}").rules[0].verdicts.default
+    new = make_policy("- {name: r, path: /**, min_age: 21}").rules[0].verdicts.default
+    assert old.decide(session, NOW).outcome is Outcome.ALLOW
+    # Equal rule names and shapes, but a check is only ever equal to itself.
+    assert new.decide(session, NOW) is new.age_not_proven
+
+
+def test_the_answers_one_session_keeps_are_bounded(make_policy) -> None:
+    session = claims(over={18})
+    checks = [
+        make_policy(f"- {{name: r{i}, path: /**, min_age: 18}}").rules[0].verdicts.default
+        for i in range(_DECIDED_BOUND + 5)
+    ]
+    for check in checks:
+        assert check.decide(session, NOW) is check.allow
+        assert 1 <= len(session.decided) <= _DECIDED_BOUND
+    assert session.decided[checks[-1]] is checks[-1].allow
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    over=st.frozensets(st.sampled_from([13, 16, 18, 21]), max_size=2),
+    under=st.frozensets(st.sampled_from([16, 18, 21, 25]), max_size=1),
+    level=st.sampled_from(list(AssuranceLevel)),
+    verifier=st.sampled_from(["ref", "pp", "other"]),
+    times=st.lists(st.sampled_from([NOW - 1, NOW, NOW + 1, NOW + 2]), min_size=1, max_size=6),
+    rules=st.lists(st.sampled_from([2, 3, 4]), min_size=1, max_size=6),
+)
+def test_kept_answers_are_the_answers_a_fresh_session_gets(
+    policy: Policy,
+    over: frozenset[int],
+    under: frozenset[int],
+    level: AssuranceLevel,
+    verifier: str,
+    times: list[float],
+    rules: list[int],
+) -> None:
+    # One session asked again and again, in any order of rules and times around its
+    # expiry (NOW + 1), answers exactly as a never-asked copy of it does each time.
+    session = SessionClaims(over, under, level, verifier, NOW - 5, NOW + 1)
+    for index, now in zip(rules, times, strict=False):
+        check = policy.rules[index].verdicts.default
+        assert check is not None
+        fresh = SessionClaims(over, under, level, verifier, NOW - 5, NOW + 1)
+        assert check.decide(session, now) is check.decide(fresh, now)

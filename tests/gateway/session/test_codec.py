@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import gateway.session.codec as session_module
 from gateway.core.cookies import get_cookie
 from gateway.errors import ConfigError
+from gateway.policy import parse_policy_text
 from gateway.policy.facts import SessionClaims
 from gateway.session.codec import (
     CHALLENGE_COOKIE,
@@ -51,6 +52,11 @@ CHALLENGE = ChallengeState(
     assurance=AssuranceLevel.BASIC,
     verifiers=("reference-token", "reference-pp"),
     expires_at=NOW + 600,
+)
+
+
+_SEALED = frozenset(
+    {"age_over", "age_under", "assurance", "verifier", "issued_at", "expires_at", "session_id"}
 )
 
 
@@ -122,6 +128,27 @@ class TestSessionCodec:
     def test_round_trip(self) -> None:
         codec, reasons = _codec()
         assert codec.open(codec.seal(CLAIMS), NOW) == CLAIMS
+        assert reasons.seen == []
+
+    def test_the_policys_kept_decisions_are_never_sealed(self) -> None:
+        # SessionClaims.decided is the policy's memo, not a claim: a cookie carries the
+        # claims alone, and opens with nothing decided yet.
+        policy = parse_policy_text(
+            "version: 1\ndefaults: {verifiers: [ref]}\nroutes:\n"
+            "  - {name: r, path: /**, min_age: 18}\n",
+            source="p.yaml",
+        )
+        check = policy.rules[0].verdicts.default
+        assert check is not None
+        claims = SessionClaims(**{f: getattr(CLAIMS, f) for f in _SEALED})
+        assert check.decide(claims, NOW).outcome.value == "challenge"  # verifier not accepted
+        assert claims.decided
+        codec, reasons = _codec()
+        cookie = codec.seal(claims)
+        payload = json.loads(_decrypt(cookie, KEY_A, SESSION_COOKIE))
+        assert set(payload) == _SEALED - {"session_id"}
+        opened = codec.open(cookie, NOW)
+        assert opened == claims and opened is not None and opened.decided == {}
         assert reasons.seen == []
 
     def test_format(self) -> None:
