@@ -61,8 +61,8 @@ class FastTicket:
 
 _CACHE_KEY_BYTES = 512
 # A request's normal authority, canonical path, that path as sent upstream (without
-# the query), and matched rule.
-_Route = tuple[bytes, str, bytes, Rule]
+# the query), matched rule, and the X-Agegate-* headers its requirement proves.
+_Route = tuple[bytes, str, bytes, Rule, Sequence[tuple[bytes, bytes]]]
 
 
 class Gate:
@@ -256,7 +256,7 @@ class Gate:
         route = self._route(scope, headers)
         if route is None:
             return None
-        authority, path, target, rule = route
+        authority, path, target, rule, age_headers = route
         client = scope.get("client")
         decision = self.evaluator.decide_now(rule, client[0] if client else None, headers)
         if decision is None:
@@ -267,11 +267,13 @@ class Gate:
         requirement = decision.requirement
         if requirement is None:
             return FastTicket(record, authority, target, (), False)
-        return FastTicket(record, authority, target, self.age_headers(requirement), True)
+        if requirement is not rule.requirement:  # a jurisdiction's own requirement
+            age_headers = self.age_headers(requirement)
+        return FastTicket(record, authority, target, age_headers, True)
 
     def _route(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> _Route | None:
-        """The authority, canonical path (also as sent upstream) and rule of a request the
-        fast path may take.
+        """The authority, canonical path (also as sent upstream), rule and that rule's
+        :meth:`age_headers` of a request the fast path may take.
 
         :meth:`_target` and the policy's match, kept per (method, ``Host``, raw
         path) for the policy in force: all three are pure functions of those.
@@ -305,7 +307,9 @@ class Gate:
         if not (path == AGEGATE_PREFIX or path.startswith(AGEGATE_PREFIX + "/")):
             rule = policy.match(method, host, path)
             if rule is not None:
-                route = (authority, path, upstream_target(path, b""), rule)
+                target_bytes = upstream_target(path, b"")
+                # With the headers of the rule's own requirement, the one usually met.
+                route = (authority, path, target_bytes, rule, self.age_headers(rule.requirement))
         if (
             key is not None
             and raw_path is not None

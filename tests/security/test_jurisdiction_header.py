@@ -102,6 +102,35 @@ def test_an_over_18_session_is_not_let_through_for_a_us_visitor_on_the_fast_path
         assert min_age_asked(get(behind_proxy, "/echo/wine/red", [with_session, US])) == 21
 
 
+def _age_headers_seen(response: RawResponse) -> tuple[list[str], list[str]]:
+    """The ``X-Agegate-Age-Over`` and ``-Assurance`` values the echo upstream received."""
+    assert response.status == 200, response
+    seen = response.json()["headers"]
+    return (
+        [v for k, v in seen if k.lower() == "x-agegate-age-over"],
+        [v for k, v in seen if k.lower() == "x-agegate-assurance"],
+    )
+
+
+def test_the_upstream_is_told_the_age_the_visitors_jurisdiction_required(
+    behind_proxy: GatewayProcess,
+) -> None:
+    # The fast path keeps the rule's own age headers with the route; a jurisdiction's
+    # requirement must still send its own (over 21 for US), on every repeat.
+    response, cookie = api_session(behind_proxy, age_over={18: True, 21: True})
+    assert response.status == 200 and cookie is not None
+    with_session = (b"Cookie", f"__Host-agegate={cookie}".encode())
+    for _ in range(3):
+        assert _age_headers_seen(get(behind_proxy, "/echo/wine/red", [with_session, US])) == (
+            ["21"],
+            ["basic"],
+        )
+        assert _age_headers_seen(get(behind_proxy, "/echo/wine/red", [with_session])) == (
+            ["18"],
+            ["basic"],
+        )
+
+
 def test_jurisdiction_header_from_an_untrusted_peer_is_ignored(direct: GatewayProcess) -> None:
     assert min_age_asked(get(direct, "/echo/wine/red", [US])) == 18
     response, cookie = api_session(direct, age_over={18: True})
