@@ -344,6 +344,8 @@ def _add_connection_tokens(named: set[bytes] | None, value: bytes) -> set[bytes]
     Stays None for the common ``keep-alive``, which names nothing left to remove,
     so the caller's second pass over the headers is skipped.
     """
+    if value == b"keep-alive":  # what nginx and most upstreams send: nothing named
+        return named
     tokens = _named_by_connection(value)
     if not tokens:
         return named
