@@ -1,7 +1,9 @@
 """The inputs of :func:`gateway.policy.decide`: request facts and session claims.
 
-Both are plain frozen values built once per request by the HTTP layer; the
-policy package never sees a socket, a header list or a cookie string.
+Both are frozen values built by the HTTP layer (request facts per request;
+session claims once per cookie, which the session codec then keeps, with
+``decided``, the policy's memo of its answers, as their one mutable part);
+the policy package never sees a socket, a header list or a cookie string.
 """
 
 from __future__ import annotations
