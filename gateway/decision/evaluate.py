@@ -193,9 +193,7 @@ class Evaluator:
             )
         if check is None:
             return None
-        # Both peeks return only unexpired claims, so what the check made of them
-        # before stands (SessionCheck.decide keeps it); else the check decides.
-        decision = session.decided.get(check) or check.decide(session, now)
+        decision = check.decide(session, now)  # expiry, then what it decided before
         # The check's one allowing Decision (an Outcome member lookup costs ~0.1 us).
         return decision if decision is check.allow else None
 
