@@ -29,6 +29,7 @@ from functools import lru_cache
 
 from gateway.core.cache import BoundedCache
 from gateway.core.cookies import strip_cookies
+from gateway.core.headers import HeaderBlock
 from gateway.core.hosts import parse_host
 from gateway.errors import BadRequest
 
@@ -42,6 +43,7 @@ __all__ = [
     "is_trusted",
     "private_cache_headers",
     "upstream_request_headers",
+    "upstream_request_parts",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -153,7 +155,7 @@ _PLAIN_REQUEST = frozenset(
 )
 # Request headers kept only after a check of their own (see upstream_request_headers).
 _CHECKED_REQUEST = frozenset({b"authorization", b"content-length"})
-ForwardingCache = BoundedCache[tuple[str | None, str, bytes], tuple[tuple[bytes, bytes], ...]]
+ForwardingCache = BoundedCache[tuple[str | None, str, bytes], HeaderBlock]
 
 
 def upstream_request_headers(
@@ -185,6 +187,42 @@ def upstream_request_headers(
     ``dropped_cookie_headers`` are ``Cookie`` values known to hold only cookies
     in ``strip_cookie_names`` (the session codec's ``alone_headers``): such a
     header goes without being parsed.
+    """
+    out, own = upstream_request_parts(
+        headers,
+        client_ip=client_ip,
+        scheme=scheme,
+        host=host,
+        trusted_peer=trusted_peer,
+        forward_client_ip=forward_client_ip,
+        strip_cookie_names=strip_cookie_names,
+        strip_auth_schemes=strip_auth_schemes,
+        cache=cache,
+        dropped_cookie_headers=dropped_cookie_headers,
+    )
+    out += own
+    out += add
+    return out
+
+
+def upstream_request_parts(
+    headers: Headers,
+    *,
+    client_ip: str | None,
+    scheme: str,
+    host: bytes,
+    trusted_peer: bool,
+    forward_client_ip: bool,
+    strip_cookie_names: Collection[bytes],
+    strip_auth_schemes: Collection[bytes] = CREDENTIAL_SCHEMES,
+    cache: ForwardingCache | None = None,
+    dropped_cookie_headers: Container[bytes] = (),
+) -> tuple[list[tuple[bytes, bytes]], HeaderBlock]:
+    """:func:`upstream_request_headers` without ``add``, in its two parts.
+
+    What is kept of the client's headers (a new list), and the gateway's own
+    forwarding headers that follow them, as a block whose wire form an
+    upstream request head copies whole (the usual block comes from ``cache``).
     """
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None  # headers named in Connection, removed at the end
@@ -235,21 +273,21 @@ def upstream_request_headers(
         out = [(k, v) for k, v in out if k not in named]
     forwarded_ip = client_ip if forward_client_ip else None
     if from_peer:
-        out += _chained_forwarding_headers(from_peer, forwarded_ip, scheme, host, forward_client_ip)
-    elif cache is not None and (own := cache.entries.get((forwarded_ip, scheme, host))):
-        out += own  # the usual case, without the calls below
-    else:
-        out += _own_forwarding_headers(forwarded_ip, scheme, host, cache)
-    out += add
-    return out
+        chained = _chained_forwarding_headers(
+            from_peer, forwarded_ip, scheme, host, forward_client_ip
+        )
+        return out, HeaderBlock(chained)
+    if cache is not None and (own := cache.entries.get((forwarded_ip, scheme, host))):
+        return out, own  # the usual case, without the calls below
+    return out, _own_forwarding_headers(forwarded_ip, scheme, host, cache)
 
 
 def _own_forwarding_headers(
     client_ip: str | None, scheme: str, host: bytes, cache: ForwardingCache | None
-) -> Sequence[tuple[bytes, bytes]]:
+) -> HeaderBlock:
     """Our forwarding headers when no trusted peer sent a chain to continue."""
     if cache is None:
-        return _forwarding_headers(client_ip, scheme, host, [], [], None, None)
+        return HeaderBlock(_forwarding_headers(client_ip, scheme, host, [], [], None, None))
     return _cached_forwarding_headers(cache, client_ip, scheme, host)
 
 
@@ -287,12 +325,12 @@ def _chained_forwarding_headers(
 
 def _cached_forwarding_headers(
     cache: ForwardingCache, client_ip: str | None, scheme: str, host: bytes
-) -> tuple[tuple[bytes, bytes], ...]:
+) -> HeaderBlock:
     key = (client_ip, scheme, host)
     headers = cache.entries.get(key)
     if headers is None:
         headers = cache.put(
-            key, tuple(_forwarding_headers(client_ip, scheme, host, [], [], None, None))
+            key, HeaderBlock(_forwarding_headers(client_ip, scheme, host, [], [], None, None))
         )
     return headers
 

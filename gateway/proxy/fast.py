@@ -87,10 +87,10 @@ class FastPath:
         if conn is None:
             return False
         proxy = self.proxy
-        head, headers = proxy.bodyless_request(
+        head = proxy.bodyless_request(
             pool, scope, host=ticket.authority, path=ticket.target, add_headers=ticket.add_headers
         )
-        sink = FastExchange(self, protocol, exchange, pool, conn, ticket.record, head, headers)
+        sink = FastExchange(self, protocol, exchange, pool, conn, ticket.record, head)
         sink.private = ticket.private
         protocol.sink = sink
         self.gate.access.metrics.fast_path.taken += 1
@@ -113,7 +113,6 @@ class FastExchange:
         "exchange",
         "fast",
         "head",
-        "headers",
         "logged",
         "pool",
         "private",
@@ -131,7 +130,6 @@ class FastExchange:
         conn: Connection,
         record: AccessRecord,
         head: bytes,
-        headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.fast = fast
         self.protocol = protocol
@@ -140,7 +138,6 @@ class FastExchange:
         self.conn = conn
         self.record = record
         self.head = head
-        self.headers = headers
         self.private = False
         self.done = False
         self.logged = False
@@ -212,7 +209,7 @@ class FastExchange:
         exchange = self.exchange
         record = self.record
         proxy = self.fast.proxy
-        pool, head, headers, private = self.pool, self.head, self.headers, self.private
+        pool, head, private = self.pool, self.head, self.private
 
         async def rest(scope: Scope, receive: Receive, send: Send) -> None:
             try:
@@ -222,7 +219,6 @@ class FastExchange:
                     pool=pool,
                     method=scope["method"],
                     head=head,
-                    headers=headers,
                     error=error,
                     stale=stale,
                     accept=header_value(scope["headers"], b"accept"),

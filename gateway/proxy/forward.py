@@ -39,8 +39,9 @@ from gateway.core.forwarding import (
     downstream_response_headers,
     is_trusted,
     private_cache_headers,
-    upstream_request_headers,
+    upstream_request_parts,
 )
+from gateway.core.headers import HeaderBlock
 from gateway.core.problem import send_problem
 from gateway.errors import UpstreamError
 from gateway.proxy.websocket import relay_websocket
@@ -239,16 +240,18 @@ class Proxy:
         *,
         host: bytes,
         path: bytes,
-        add_headers: Sequence[tuple[bytes, bytes]],
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        """The head :meth:`forward` would send for a request without a body, and its headers.
+        add_headers: HeaderBlock,
+    ) -> bytes:
+        """The head :meth:`forward` would send for a request without a body.
 
         ``path`` is :func:`upstream_target` of the canonical path without a query.
+        The same fields in the same order as :meth:`forward` sends, the
+        gateway's own (forwarding and ``add_headers``) copied in wire form.
         """
-        headers = self._headers(scope, host, add_headers)
+        headers, own = self._parts(scope, host)
         query = scope.get("query_string")
         target = path + b"?" + query if query else path
-        return pool.request_head(scope["method"], target, headers), headers
+        return pool.request_head(scope["method"], target, headers, own.wire, add_headers.wire)
 
     async def recover(
         self,
@@ -258,7 +261,6 @@ class Proxy:
         pool: PoolClient,
         method: str,
         head: bytes,
-        headers: list[tuple[bytes, bytes]],
         error: UpstreamError,
         stale: bool,
         accept: bytes | None,
@@ -272,7 +274,7 @@ class Proxy:
         is_head = method == "HEAD"
         if stale:
             try:
-                response: PoolResponse = await pool.retry_fresh(method, head, headers)
+                response: PoolResponse = await pool.retry_fresh(method, head)
             except UpstreamError as exc:
                 error = exc
             else:
@@ -290,6 +292,14 @@ class Proxy:
     def _headers(
         self, scope: Scope, host: bytes, add_headers: Sequence[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
+        """:func:`upstream_request_headers` for this request."""
+        headers, own = self._parts(scope, host)
+        headers += own
+        headers += add_headers
+        return headers
+
+    def _parts(self, scope: Scope, host: bytes) -> tuple[list[tuple[bytes, bytes]], HeaderBlock]:
+        """:func:`upstream_request_parts` for this request."""
         client = scope.get("client")
         client_ip = client[0] if client else None
         scheme = scope.get("scheme", "http")
@@ -298,7 +308,7 @@ class Proxy:
         trusted = self._trusted_peers.entries.get(client_ip)
         if trusted is None:
             trusted = self._trusted_peers.put(client_ip, is_trusted(client_ip, self._trusted))
-        return upstream_request_headers(
+        return upstream_request_parts(
             scope["headers"],
             client_ip=client_ip,
             scheme=scheme,
@@ -306,7 +316,6 @@ class Proxy:
             trusted_peer=trusted,
             forward_client_ip=self._forward_client_ip,
             strip_cookie_names=self._strip_cookies,
-            add=add_headers,
             strip_auth_schemes=self.credential_schemes,
             cache=self._forwarding,
             dropped_cookie_headers=self.session_cookie_headers,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.core.cache import BoundedCache
-from gateway.core.headers import header_value, header_values
+from gateway.core.headers import EMPTY_BLOCK, HeaderBlock, header_value, header_values
 from gateway.core.hosts import parse_host
 from gateway.core.paths import canonical_path
 from gateway.core.problem import send_problem
@@ -49,7 +49,7 @@ class FastTicket:
         record: AccessRecord,
         authority: bytes,
         target: bytes,
-        add_headers: Sequence[tuple[bytes, bytes]],
+        add_headers: HeaderBlock,
         private: bool,
     ) -> None:
         self.record = record
@@ -62,7 +62,7 @@ class FastTicket:
 _CACHE_KEY_BYTES = 512
 # A request's normal authority, canonical path, that path as sent upstream (without
 # the query), matched rule, and the X-Agegate-* headers its requirement proves.
-_Route = tuple[bytes, str, bytes, Rule, Sequence[tuple[bytes, bytes]]]
+_Route = tuple[bytes, str, bytes, Rule, HeaderBlock]
 
 
 class Gate:
@@ -97,7 +97,7 @@ class Gate:
         )
         self._routes_policy: Policy | None = None
         # The X-Agegate-* headers of each (threshold, level): at most 99 x 5 of them.
-        self._age_headers: dict[tuple[int, AssuranceLevel], tuple[tuple[bytes, bytes], ...]] = {}
+        self._age_headers: dict[tuple[int, AssuranceLevel], HeaderBlock] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = AccessRecord(scope.get("method", "GET"))
@@ -230,16 +230,18 @@ class Gate:
             private=requirement is not None,
         )
 
-    def age_headers(self, requirement: Requirement | None) -> Sequence[tuple[bytes, bytes]]:
+    def age_headers(self, requirement: Requirement | None) -> HeaderBlock:
         """The ``X-Agegate-*`` headers telling the site what was proven (none if public)."""
         if requirement is None:
-            return ()
+            return EMPTY_BLOCK
         key = (requirement.min_age, requirement.assurance)
         return self._age_headers.get(key) or self._age_headers.setdefault(
             key,
-            (
-                (b"x-agegate-age-over", str(requirement.min_age).encode()),
-                (b"x-agegate-assurance", requirement.assurance.label.encode()),
+            HeaderBlock(
+                (
+                    (b"x-agegate-age-over", str(requirement.min_age).encode()),
+                    (b"x-agegate-assurance", requirement.assurance.label.encode()),
+                )
             ),
         )
 
@@ -266,7 +268,7 @@ class Gate:
         record.set_decision(decision)
         requirement = decision.requirement
         if requirement is None:
-            return FastTicket(record, authority, target, (), False)
+            return FastTicket(record, authority, target, EMPTY_BLOCK, False)
         if requirement is not rule.requirement:  # a jurisdiction's own requirement
             age_headers = self.age_headers(requirement)
         return FastTicket(record, authority, target, age_headers, True)

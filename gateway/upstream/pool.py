@@ -27,6 +27,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from gateway.core.headers import header_value
@@ -256,19 +257,30 @@ class PoolClient:
         conn = await self._connect()
         return await self._exchange(conn, method, head, length, headers, body)
 
-    def request_head(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """The head :meth:`request` writes for a request without a body."""
-        return self._head(method, target, headers, b"")[0]
+    def request_head(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], *wires: bytes
+    ) -> bytes:
+        """The head :meth:`request` writes for a request without a body.
 
-    async def retry_fresh(
-        self, method: str, head: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> PoolResponse:
+        ``wires`` are more fields already in wire form (:class:`HeaderBlock`
+        ``.wire``), written after ``headers`` where :meth:`request` would write
+        the same fields had they been in ``headers``: the head is byte for byte
+        the one :meth:`request` writes for ``headers`` followed by their fields.
+        """
+        return self._head(method, target, headers, b"", wires)[0]
+
+    async def retry_fresh(self, method: str, head: bytes) -> PoolResponse:
         """A bodyless request again, on a new connection (its keep-alive one was stale)."""
         conn = await self._connect()
-        return await self._exchange(conn, method, head, None, headers, b"")
+        return await self._exchange(conn, method, head, None, (), b"")
 
     def _head(
-        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody
+        self,
+        method: str,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: RequestBody,
+        wires: tuple[bytes, ...] = (),
     ) -> tuple[bytes, int | None]:
         """The request head, and the body length it declares (None: chunked or no body).
 
@@ -292,6 +304,8 @@ class PoolClient:
             lines += (name, b": ", value, b"\r\n")
             if name == b"host":
                 has_host = True
+        if wires:
+            lines += wires  # fields of the gateway's own: never framing, never Host
         if not has_host:
             lines += (b"host: ", self.default_host, b"\r\n")
         if isinstance(body, bytes):
@@ -310,7 +324,7 @@ class PoolClient:
         method: str,
         head: bytes,
         length: int | None,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         body: RequestBody,
     ) -> PoolResponse:
         conn.begin(head_only=method == "HEAD")
@@ -333,7 +347,7 @@ class PoolClient:
         conn: Connection,
         head: bytes,
         length: int | None,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         body: RequestBody,
     ) -> bool:
         """Write the request; False when the upstream answered before the body was sent."""

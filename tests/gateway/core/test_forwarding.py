@@ -20,6 +20,7 @@ from gateway.core.forwarding import (
     downstream_response_headers,
     is_trusted,
     upstream_request_headers,
+    upstream_request_parts,
 )
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
@@ -260,6 +261,41 @@ def test_property_forwarding_cache_changes_nothing(headers, trusted, forward_ip,
     plain = upstream_request_headers(headers, **kw)
     assert upstream_request_headers(headers, **kw, cache=cache) == plain
     assert upstream_request_headers(headers, **kw, cache=cache) == plain  # from the cache
+
+
+@given(
+    _headers,
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["203.0.113.7", "::1", None]),
+    st.booleans(),
+)
+def test_property_the_parts_are_the_whole_list_split(
+    headers, trusted, forward_ip, client_ip, cached
+):
+    # The fast path sends the client's part and the forwarding block in wire form;
+    # together they must be exactly the list the ordinary path sends.
+    cache: ForwardingCache | None = BoundedCache(1024) if cached else None
+    kw = {
+        "client_ip": client_ip,
+        "scheme": "https",
+        "host": b"shop.example",
+        "trusted_peer": trusted,
+        "forward_client_ip": forward_ip,
+        "strip_cookie_names": COOKIES,
+        "cache": cache,
+    }
+    add = [(b"x-agegate-age-over", b"18")]
+    for _ in range(2):  # the second time, from the cache when there is one
+        kept, own = upstream_request_parts(headers, **kw)
+        assert [*kept, *own, *add] == upstream_request_headers(headers, **kw, add=add)
+        assert own.wire == b"".join(k + b": " + v + b"\r\n" for k, v in own)
+        assert {k for k, _ in own} <= {
+            b"forwarded",
+            b"x-forwarded-for",
+            b"x-forwarded-proto",
+            b"x-forwarded-host",
+        }
 
 
 def test_forwarding_cache_stays_bounded():

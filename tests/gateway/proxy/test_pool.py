@@ -6,10 +6,13 @@ import asyncio
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gateway.proxy.forward
 import gateway.upstream.base
 import gateway.upstream.pool
+from gateway.core.headers import HeaderBlock
 from gateway.errors import UpstreamError
 from gateway.upstream.pool import PoolClient
 from tests.support.net import free_port
@@ -214,3 +217,33 @@ async def test_a_second_response_in_the_same_bytes_never_reaches_the_first_or_th
     assert resp.status == 200 and b'"path": "/echo"' in await read_all(resp)
     resp.release()
     assert server.connections == 2
+
+
+_FIELD_NAMES = st.sampled_from(
+    [b"host", b"accept", b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-a"]
+)
+_FIELDS = st.lists(st.tuples(_FIELD_NAMES, st.sampled_from([b"1", b"a.example", b""])), max_size=6)
+_OWN_FIELDS = st.lists(
+    st.tuples(
+        st.sampled_from([b"forwarded", b"x-forwarded-proto", b"x-agegate-age-over"]),
+        st.sampled_from([b"18", b"https", b"for=203.0.113.7"]),
+    ),
+    max_size=4,
+)
+
+
+@given(st.sampled_from(["GET", "HEAD"]), _FIELDS, _OWN_FIELDS, _OWN_FIELDS)
+def test_fields_given_in_wire_form_make_the_head_they_would_as_fields(
+    method: str,
+    fields: list[tuple[bytes, bytes]],
+    own: list[tuple[bytes, bytes]],
+    add: list[tuple[bytes, bytes]],
+) -> None:
+    # The fast path hands the gateway's own fields over as HeaderBlock.wire; the
+    # upstream must get the bytes the ordinary path's one list makes, Host included.
+    pool = PoolClient("http://127.0.0.1:1", connect_timeout=1.0, read_timeout=1.0)
+    as_fields = pool.request_head(method, b"/a?b", [*fields, *own, *add])
+    as_wire = pool.request_head(
+        method, b"/a?b", fields, HeaderBlock(own).wire, HeaderBlock(add).wire
+    )
+    assert as_wire == as_fields
