@@ -233,6 +233,9 @@ def upstream_request_parts(
         if name in _PLAIN_REQUEST:
             out.append((name, value))
             continue
+        if name == b"host":  # every request has one: settled before the checks below
+            host_at = len(out)  # replaced below, in its place, by ``host``
+            continue
         if name == b"cookie" and strip_cookie_names:
             # Not cached: a visitor's cookies are kept no longer than the request.  A
             # value holding only our cookie goes whole, without being parsed.
@@ -261,9 +264,6 @@ def upstream_request_parts(
                 from_peer.append((name, value))
             elif forward_client_ip or name != b"x-real-ip":
                 out.append((name, value))
-            continue
-        if name == b"host":
-            host_at = len(out)  # replaced below, in its place, by ``host``
             continue
         out.append((name, value))
     if host:
