@@ -18,7 +18,6 @@ from collections.abc import Collection, Sequence
 
 __all__ = [
     "clear_cookie",
-    "first_cookie_header",
     "get_cookie",
     "parse_cookie_header",
     "set_cookie",
@@ -122,14 +121,6 @@ def get_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
 
 # Cookie names as bytes, by name: get_cookie runs per request for the same few names.
 _NAMES: dict[str, bytes] = {}
-
-
-def first_cookie_header(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
-    """The value of the first ``Cookie`` header, the one :func:`get_cookie` reads first."""
-    for header_name, header_value in headers:
-        if header_name == b"cookie" or (len(header_name) == 6 and header_name.lower() == b"cookie"):
-            return header_value
-    return None
 
 
 def strip_cookies(value: bytes, names: Collection[bytes]) -> bytes:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.core.cookies import first_cookie_header, get_cookie, set_cookie
+from gateway.core.cookies import get_cookie, set_cookie
 from gateway.core.forwarding import Network, is_trusted
 from gateway.core.headers import header_value
 from gateway.decision.verification import peek_claim, session_claims, verify_presentation
@@ -159,10 +159,14 @@ class Evaluator:
         rule: Rule,
         peer: str | None,
         headers: Sequence[tuple[bytes, bytes]],
+        header: bytes | None,
     ) -> Decision | None:
         """The decision :meth:`evaluate` would make for a request matched to ``rule``,
         when it is an allow made without a wait.
 
+        ``header`` is the value of the request's first ``Cookie`` header, the
+        one :func:`~gateway.core.cookies.get_cookie` reads first, which the
+        caller found in its own pass over ``headers``; None when there is none.
         Allow rules, and protected rules with a session already opened and
         cached; None for everything else (no session yet, a challenge, a denial,
         a revoked set to ask the store about), which :meth:`evaluate` then decides.
@@ -174,7 +178,6 @@ class Evaluator:
             return rule.verdicts.public
         if action is not _REQUIRE_ACTION or rule.requirement is None:
             return None  # a denial: the ordinary path answers it
-        header = first_cookie_header(headers)
         if header is None:
             return None  # no session: the ordinary path challenges
         now = time.time()

@@ -255,12 +255,21 @@ class Gate:
         ordinary path then handles the request as if this had not been asked.
         """
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        route = self._route(scope, headers)
+        # One pass for both fields read here (names are lower-case on this path).
+        host = cookie = None
+        for name, value in headers:
+            if name == b"host":
+                if host is not None:
+                    return None  # two Host headers: refused by the ordinary path
+                host = value
+            elif name == b"cookie" and cookie is None:
+                cookie = value
+        route = self._route(scope, headers, host)
         if route is None:
             return None
         authority, path, target, rule, age_headers = route
         client = scope.get("client")
-        decision = self.evaluator.decide_now(rule, client[0] if client else None, headers)
+        decision = self.evaluator.decide_now(rule, client[0] if client else None, headers, cookie)
         if decision is None:
             return None
         record = AccessRecord(scope["method"])
@@ -273,10 +282,13 @@ class Gate:
             age_headers = self.age_headers(requirement)
         return FastTicket(record, authority, target, age_headers, True)
 
-    def _route(self, scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> _Route | None:
+    def _route(
+        self, scope: Scope, headers: Sequence[tuple[bytes, bytes]], host_value: bytes | None
+    ) -> _Route | None:
         """The authority, canonical path (also as sent upstream), rule and that rule's
         :meth:`age_headers` of a request the fast path may take.
 
+        ``host_value`` is the request's one ``Host`` value (None: none).
         :meth:`_target` and the policy's match, kept per (method, ``Host``, raw
         path) for the policy in force: all three are pure functions of those.
         None for a request the ordinary path must answer (a refusal, a path
@@ -287,12 +299,6 @@ class Gate:
             self._routes.clear()  # rules changed: every kept match may be wrong
             self._routes_policy = policy
         target = (scope.get("extensions") or {}).get("agegate") or {}
-        host_value = None
-        for name, value in headers:
-            if name == b"host":
-                if host_value is not None:
-                    return None  # two Host headers: refused by the ordinary path
-                host_value = value
         raw_path = scope.get("raw_path")
         method = scope["method"]
         key: tuple[str, bytes | None, bytes | None] | None = None
