@@ -412,3 +412,59 @@ def test_access_lines_and_request_metrics_are_the_same_on_both_paths(
     assert fast_lines == asgi_lines
     assert len(fast_lines) == len(sequence)
     assert [line[2] for line in fast_lines] == [200, 200, 200, 401, 403]
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(
+    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[bool, GatewayProcess]]:
+    """The pair again, with this test's loopback address a trusted proxy."""
+    common = {
+        "public_origin": ORIGIN,
+        "rate_limit": 0,
+        "upstream_read_timeout": "1s",
+        "trusted_proxies": ["127.0.0.0/8"],
+    }
+    with (
+        GatewayProcess(
+            tmp_path_factory.mktemp("fast-proxied"),
+            upstream=upstream.url,
+            settings={**common, "fast_path": True},
+            session_key=KEY_LINE,
+        ) as fast,
+        GatewayProcess(
+            tmp_path_factory.mktemp("slow-proxied"),
+            upstream=upstream.url,
+            settings={**common, "fast_path": False},
+            session_key=KEY_LINE,
+        ) as slow,
+    ):
+        yield {True: fast, False: slow}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (),  # a trusted peer that sent no chain: our own headers, from the cache
+        ("X-Forwarded-For: 198.51.100.7", "X-Forwarded-Proto: https"),
+        ('Forwarded: for="[2001:db8::1]";proto=https', "X-Forwarded-Host: shop.example"),
+        ("X-Forwarded-For: 198.51.100.7, 203.0.113.9", "X-Real-IP: 198.51.100.7"),
+        ("X-Forwarded-Host: not a host",),
+    ],
+)
+def test_a_trusted_proxys_chain_is_continued_alike_on_both_paths(
+    behind_proxy: dict[bool, GatewayProcess], headers: tuple[str, ...]
+) -> None:
+    # The chain is continued per request (never cached); the fast path copies it in
+    # wire form, so the upstream must still see the very fields the ordinary path sends.
+    for path in ("/echo/chain", "/echo/wine/chain"):
+        extra = (*headers, f"Cookie: {SESSION_COOKIE}={SESSION}") if "wine" in path else headers
+        for gw in behind_proxy.values():  # the session opens once, on the ordinary path
+            raw(gw.port, request("GET", path, *extra))
+        via_fast, via_asgi, taken = both(behind_proxy, request("GET", path, *extra))
+        assert via_fast == via_asgi
+        assert taken == 1
+        assert b"x-forwarded-for" in via_fast  # the echo of what the upstream received
+        if headers and headers[0].startswith("X-Forwarded-For"):
+            chain = headers[0].partition(": ")[2].encode()
+            assert b'["x-forwarded-for", "' + chain + b', 127.0.0.1"]' in via_fast
