@@ -246,18 +246,21 @@ def test_property_no_client_header_speaks_for_agegate_or_a_hop(headers, trusted,
         assert value(out, b"x-forwarded-for") in ([b"203.0.113.7"], [])
 
 
-@given(_headers, st.booleans(), st.booleans(), st.sampled_from(["203.0.113.7", "::1", None]))
-def test_property_forwarding_cache_changes_nothing(headers, trusted, forward_ip, client_ip):
-    cache: ForwardingCache = BoundedCache(1024)
-    kw = {
+def _arguments(client_ip: str | None, trusted: bool, forward_ip: bool) -> dict[str, object]:
+    return {
         "client_ip": client_ip,
         "scheme": "https",
         "host": b"shop.example",
         "trusted_peer": trusted,
         "forward_client_ip": forward_ip,
         "strip_cookie_names": COOKIES,
-        "add": [(b"x-agegate-age-over", b"18")],
     }
+
+
+@given(_headers, st.booleans(), st.booleans(), st.sampled_from(["203.0.113.7", "::1", None]))
+def test_property_forwarding_cache_changes_nothing(headers, trusted, forward_ip, client_ip):
+    cache: ForwardingCache = BoundedCache(1024)
+    kw = {**_arguments(client_ip, trusted, forward_ip), "add": [(b"x-agegate-age-over", b"18")]}
     plain = upstream_request_headers(headers, **kw)
     assert upstream_request_headers(headers, **kw, cache=cache) == plain
     assert upstream_request_headers(headers, **kw, cache=cache) == plain  # from the cache
@@ -276,15 +279,7 @@ def test_property_the_parts_are_the_whole_list_split(
     # The fast path sends the client's part and the forwarding block in wire form;
     # together they must be exactly the list the ordinary path sends.
     cache: ForwardingCache | None = BoundedCache(1024) if cached else None
-    kw = {
-        "client_ip": client_ip,
-        "scheme": "https",
-        "host": b"shop.example",
-        "trusted_peer": trusted,
-        "forward_client_ip": forward_ip,
-        "strip_cookie_names": COOKIES,
-        "cache": cache,
-    }
+    kw = {**_arguments(client_ip, trusted, forward_ip), "cache": cache}
     add = [(b"x-agegate-age-over", b"18")]
     for _ in range(2):  # the second time, from the cache when there is one
         kept, own = upstream_request_parts(headers, **kw)

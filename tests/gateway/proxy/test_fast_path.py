@@ -15,6 +15,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,12 @@ def upstream() -> Iterator[UpstreamServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def gateways(
-    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def gateway_pair(
+    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory, **settings: object
 ) -> Iterator[dict[bool, GatewayProcess]]:
-    common = {"public_origin": ORIGIN, "rate_limit": 0, "upstream_read_timeout": "1s"}
+    """Two gateways alike but for ``fast_path``: {True: fast, False: ordinary}."""
+    common = {"public_origin": ORIGIN, "rate_limit": 0, "upstream_read_timeout": "1s", **settings}
     with (
         GatewayProcess(
             tmp_path_factory.mktemp("fast"),
@@ -74,6 +76,14 @@ def gateways(
         ) as slow,
     ):
         yield {True: fast, False: slow}
+
+
+@pytest.fixture(scope="module")
+def gateways(
+    upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[bool, GatewayProcess]]:
+    with gateway_pair(upstream, tmp_path_factory) as pair:
+        yield pair
 
 
 def fast_count(gw: GatewayProcess) -> int:
@@ -419,27 +429,8 @@ def behind_proxy(
     upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[bool, GatewayProcess]]:
     """The pair again, with this test's loopback address a trusted proxy."""
-    common = {
-        "public_origin": ORIGIN,
-        "rate_limit": 0,
-        "upstream_read_timeout": "1s",
-        "trusted_proxies": ["127.0.0.0/8"],
-    }
-    with (
-        GatewayProcess(
-            tmp_path_factory.mktemp("fast-proxied"),
-            upstream=upstream.url,
-            settings={**common, "fast_path": True},
-            session_key=KEY_LINE,
-        ) as fast,
-        GatewayProcess(
-            tmp_path_factory.mktemp("slow-proxied"),
-            upstream=upstream.url,
-            settings={**common, "fast_path": False},
-            session_key=KEY_LINE,
-        ) as slow,
-    ):
-        yield {True: fast, False: slow}
+    with gateway_pair(upstream, tmp_path_factory, trusted_proxies=["127.0.0.0/8"]) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(
