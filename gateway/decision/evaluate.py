@@ -159,12 +159,12 @@ class Evaluator:
         rule: Rule,
         peer: str | None,
         headers: Sequence[tuple[bytes, bytes]],
-        header: bytes | None,
+        cookie_header: bytes | None,
     ) -> Decision | None:
         """The decision :meth:`evaluate` would make for a request matched to ``rule``,
         when it is an allow made without a wait.
 
-        ``header`` is the value of the request's first ``Cookie`` header, the
+        ``cookie_header`` is the value of the request's first ``Cookie`` header, the
         one :func:`~gateway.core.cookies.get_cookie` reads first, which the
         caller found in its own pass over ``headers``; None when there is none.
         Allow rules, and protected rules with a session already opened and
@@ -178,11 +178,11 @@ class Evaluator:
             return rule.verdicts.public
         if action is not _REQUIRE_ACTION or rule.requirement is None:
             return None  # a denial: the ordinary path answers it
-        if header is None:
+        if cookie_header is None:
             return None  # no session: the ordinary path challenges
         now = time.time()
         # The usual header, our cookie alone, is looked up whole; any other is read.
-        session = self.revocation.peek_header(header, now) or self.revocation.peek(
+        session = self.revocation.peek_header(cookie_header, now) or self.revocation.peek(
             get_cookie(headers, SESSION_COOKIE), now
         )
         if session is None:
