@@ -196,7 +196,9 @@ class Evaluator:
             )
         if check is None:
             return None
-        decision = check.decide(session, now)  # expiry, then what it decided before
+        # What the check decided of these claims before (SessionCheck.decide, whose
+        # expiry test peek_header made at this ``now``); else it decides now.
+        decision = session.decided.get(check) or check.decide(session, now)
         # The check's one allowing Decision (an Outcome member lookup costs ~0.1 us).
         return decision if decision is check.allow else None
 

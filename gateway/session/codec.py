@@ -251,6 +251,12 @@ class SessionCodec:
         :meth:`peek_header`), live: the proxy sends nothing of one upstream."""
         return self._headers.keys()
 
+    @property
+    def alone_claims(self) -> Mapping[bytes, SessionClaims]:
+        """What :meth:`peek_header` keeps, live: those headers with their claims,
+        expired ones included (a caller checks ``expires_at`` as peek_header does)."""
+        return self._headers
+
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Seal with ``keys[0]`` and open with every key from now on (hot reload).
 
@@ -259,7 +265,7 @@ class SessionCodec:
         """
         self._sealer = self._sealer.rekeyed(keys)
         self._cache.clear()
-        self._headers.clear()
+        self._headers.clear()  # in place: alone_claims is read live elsewhere
 
     def seal(self, claims: SessionClaims) -> str:
         """The cookie value carrying exactly the fields of ``claims``."""

@@ -154,6 +154,7 @@ class SessionRevocation:
     """Opens session cookies, refusing revoked ones; revokes them on logout."""
 
     __slots__ = (
+        "_alone",
         "_clock",
         "_codec",
         "_digesters",
@@ -180,6 +181,7 @@ class SessionRevocation:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._codec = codec
+        self._alone = codec.alone_claims
         self._store = store
         self._enabled = enabled
         self._on_revoked = on_revoked
@@ -269,7 +271,12 @@ class SessionRevocation:
     def peek_header(self, header: bytes, now: float) -> SessionClaims | None:
         """:meth:`peek` for a first ``Cookie`` header holding the session cookie alone
         (:meth:`SessionCodec.peek_header`); None for any other header."""
-        claims = self._codec.peek_header(header, now)
+        # The codec's kept header, as its peek_header would find it, without that call.
+        claims = self._alone.get(header)
+        if claims is None:
+            claims = self._codec.peek_header(header, now)
+        elif not now < claims.expires_at:
+            return None
         revoked = self._revoked
         if claims is None or not (revoked._entries or revoked._lossy_until > 0.0):
             return claims

@@ -274,3 +274,23 @@ async def test_every_protected_decision_is_made_once_per_rule() -> None:
     ]
     assert seen[0] is seen[1] and seen[2] is seen[3]
     assert [d.reason for d in seen[::2]] == ["no_session", "assurance_too_low"]
+
+
+async def test_decide_now_stops_allowing_a_kept_cookie_header_at_its_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fast path finds the usual Cookie header whole among the kept ones and takes
+    # what its check decided before: the expiry must still be tested on every request.
+    parts = build()
+    name, value = session_cookie(parts.sessions.seal(claims()))
+    await parts.evaluator.evaluate(facts("/wine/red"), [(name, value)], None, NOW)
+    rule = parts.evaluator.policies.policy.match("GET", HOST, "/wine/red")
+    assert rule is not None
+    clock = [NOW + 599.0]
+    monkeypatch.setattr("gateway.decision.evaluate.time.time", lambda: clock[0])
+    ahead = parts.evaluator.decide_now(rule, None, [(name, value)], value)
+    assert ahead is not None and ahead.reason == "session_ok"
+    assert value in parts.sessions.alone_claims  # the header itself is now kept
+    for at in (NOW + 600.0, NOW + 601.0):
+        clock[0] = at
+        assert parts.evaluator.decide_now(rule, None, [(name, value)], value) is None

@@ -256,6 +256,22 @@ async def test_peek_refuses_a_session_revoked_under_a_previous_key() -> None:
     assert await revocation.open(cookie, NOW) is None
 
 
+async def test_peek_header_forgets_kept_headers_with_a_key_change_and_at_expiry() -> None:
+    # Revocation reads the codec's kept headers itself: a new key ring must empty what
+    # it reads (as it empties the codec's cache), and expiry is tested on each hit.
+    revocation, codec = _revocation(MemoryStore(STORE_KEY))
+    claims = _claims(ttl=10)
+    cookie = codec.seal(claims)
+    header = f"{SESSION_COOKIE}={cookie}".encode()
+    assert await revocation.open(cookie, NOW) == claims
+    assert revocation.peek_header(header, NOW) == claims  # kept from here on
+    assert revocation.peek_header(header, NOW + 9.5) == claims
+    assert revocation.peek_header(header, NOW + 10) is None
+    codec.use_keys((b"\x03" * 32, SESSION_KEY))
+    assert header not in codec.alone_claims
+    assert revocation.peek_header(header, NOW) is None  # until the cookie is opened again
+
+
 async def test_peek_header_refuses_a_revoked_session_as_peek_does() -> None:
     # The fast path's whole-header lookup must not outlive a logout either.
     revocation, codec = _revocation(MemoryStore(STORE_KEY), previous_keys=[OLD_STORE_KEY])
