@@ -324,19 +324,26 @@ class SessionCodec:
         out of it and asks :meth:`peek`).  As :meth:`peek`: no decryption, and
         nothing counted.
         """
-        claims = self._headers.get(header)
-        if claims is None:
-            if not header.startswith(_HEADER_PREFIX):
-                return None
-            claims = self._cache.get(session_cookie_of(header))
-            if claims is None:
-                return None
-            if len(self._headers) >= self._cache_size:
-                del self._headers[next(iter(self._headers))]
-            self._headers[header] = claims
-        if now < claims.expires_at:
+        claims = self._headers.get(header) or self.keep_header(header)
+        if claims is not None and now < claims.expires_at:
             return claims
         return None
+
+    def keep_header(self, header: bytes) -> SessionClaims | None:
+        """The claims of a ``Cookie`` header not kept yet (see :meth:`peek_header`),
+        kept with it from now on; None for any other header.
+
+        Expired claims too: every reader of :attr:`alone_claims` tests ``expires_at``.
+        """
+        if not header.startswith(_HEADER_PREFIX):
+            return None
+        claims = self._cache.get(session_cookie_of(header))
+        if claims is None:
+            return None
+        if len(self._headers) >= self._cache_size:
+            del self._headers[next(iter(self._headers))]
+        self._headers[header] = claims
+        return claims
 
     def expired(self, value: str | None, now: float) -> bool:
         """True for an authentic cookie past its expiry (so a page can say "verify again")."""

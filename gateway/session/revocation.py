@@ -271,14 +271,12 @@ class SessionRevocation:
     def peek_header(self, header: bytes, now: float) -> SessionClaims | None:
         """:meth:`peek` for a first ``Cookie`` header holding the session cookie alone
         (:meth:`SessionCodec.peek_header`); None for any other header."""
-        # The codec's kept header, as its peek_header would find it, without that call.
-        claims = self._alone.get(header)
-        if claims is None:
-            claims = self._codec.peek_header(header, now)
-        elif not now < claims.expires_at:
+        # SessionCodec.peek_header's steps, with the usual one (a kept header) not a call.
+        claims = self._alone.get(header) or self._codec.keep_header(header)
+        if claims is None or not now < claims.expires_at:
             return None
         revoked = self._revoked
-        if claims is None or not (revoked._entries or revoked._lossy_until > 0.0):
+        if not (revoked._entries or revoked._lossy_until > 0.0):
             return claims
         return self._unless_revoked(claims, session_cookie_of(header), now)
 
